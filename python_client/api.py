@@ -1,0 +1,163 @@
+"""Async SDK: one method per API route (protocol.md), errors as ``SatchelError`` with the server's code.
+
+    async with SatchelClient("http://127.0.0.1:8080", token) as c:
+        await c.upload("report.pdf", "/Work/report.pdf")
+        await c.download("/Work/report.pdf", "copy.pdf")
+
+Network failures surface as ``httpx.TransportError``; transfer engines retry those.
+"""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from server.core.errors import ErrorCode, SatchelError
+
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+def raise_for_error(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    try:
+        body = resp.json()
+        code = ErrorCode(body.get("error"))
+        message = str(body.get("message", ""))
+        details = {k: v for k, v in body.items() if k not in ("error", "message")}
+    except (ValueError, AttributeError):
+        code, message, details = ErrorCode.internal, f"HTTP {resp.status_code}: {resp.text[:200]}", {}
+    raise SatchelError(code, message, **details)
+
+
+class SatchelClient:
+    def __init__(self, server: str, token: str | None = None, *, http: httpx.AsyncClient | None = None,
+                 parallel: int = 8) -> None:
+        self.server = server.rstrip("/")
+        self.token = token
+        self.parallel = parallel
+        limits = httpx.Limits(max_connections=parallel * 2, max_keepalive_connections=parallel * 2)
+        self.http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=limits)
+
+    async def __aenter__(self) -> SatchelClient:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+                      ) -> Any:
+        resp = await self.http.request(method, self.server + path, json=json, params=params,
+                                       headers=self._headers())
+        raise_for_error(resp)
+        if resp.status_code == 204 or not resp.content:
+            return None
+        return resp.json()
+
+    # -- accounts
+    async def signup(self, name: str, password: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/api/v1/auth/signup",
+                                                    json={"name": name, "password": password})
+        return result
+
+    async def login(self, name: str, password: str, device_name: str | None = None,
+                    device_kind: str = "cli") -> dict[str, Any]:
+        out: dict[str, Any] = await self.request("POST", "/api/v1/auth/login", json={
+            "name": name, "password": password,
+            "device_name": device_name or os.uname().nodename[:64] or "device", "device_kind": device_kind})
+        self.token = out["token"]
+        return out
+
+    async def logout(self) -> None:
+        await self.request("POST", "/api/v1/auth/logout")
+        self.token = None
+
+    async def account(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/api/v1/account")
+        return result
+
+    async def devices(self) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "/api/v1/devices"))["devices"])
+
+    async def revoke_device(self, device_id: int) -> None:
+        await self.request("DELETE", f"/api/v1/devices/{device_id}")
+
+    # -- tree
+    async def list(self, path: str = "/") -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            params = {"path": path, **({"after": after} if after else {})}
+            page = await self.request("GET", "/api/v1/list", params=params)
+            entries.extend(page["entries"])
+            after = page["next"]
+            if not after:
+                return entries
+
+    async def stat(self, path: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/api/v1/stat", params={"path": path})
+        return result
+
+    async def stat_or_none(self, path: str) -> dict[str, Any] | None:
+        try:
+            return await self.stat(path)
+        except SatchelError as exc:
+            if exc.code is ErrorCode.not_found:
+                return None
+            raise
+
+    async def mkdir(self, path: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/api/v1/mkdir", json={"path": path})
+        return result
+
+    async def move(self, src: str, dst: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/api/v1/move", json={"from": src, "to": dst})
+        return result
+
+    async def delete(self, path: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/api/v1/delete", json={"path": path})
+        return result
+
+    # -- uploads / downloads (raw routes; see transfer.py for the engines)
+    async def start_upload(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/api/v1/files", json=body)
+        return result
+
+    async def upload_status(self, upload_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"/api/v1/uploads/{upload_id}")
+        return result
+
+    async def commit_upload(self, upload_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", f"/api/v1/uploads/{upload_id}/commit")
+        return result
+
+    async def chunk_list(self, file_id: int, rev: int | None = None, offset: int = 0) -> dict[str, Any]:
+        params: dict[str, Any] = {"offset": offset}
+        if rev is not None:
+            params["rev"] = rev
+        result: dict[str, Any] = await self.request("GET", f"/api/v1/files/{file_id}/chunks", params=params)
+        return result
+
+    def content_url(self, file_id: int) -> str:
+        return f"{self.server}/api/v1/files/{file_id}/content"
+
+    # -- engines
+    async def upload(self, local: str | os.PathLike[str], remote: str, **kw: Any) -> dict[str, Any]:
+        from python_client.transfer import upload_file
+
+        return await upload_file(self, local, remote, **kw)
+
+    async def download(self, remote: str, local: str | os.PathLike[str], **kw: Any) -> dict[str, Any]:
+        from python_client.transfer import download_file
+
+        return await download_file(self, remote, local, **kw)

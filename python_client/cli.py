@@ -1,0 +1,355 @@
+"""The ``satchel`` command.
+
+Exit codes: 0 done; 1 the server refused (the message says why, e.g. not_found, conflict);
+2 bad usage; 3 cannot reach the server; 4 not logged in or the login expired.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from python_client.api import SatchelClient
+from python_client.profile import Profile, config_dir
+from python_client.progress import TransferBar
+from server.core import paths
+from server.core.errors import ErrorCode, SatchelError
+from server.core.units import format_size, parse_size
+
+EXIT_REFUSED, EXIT_USAGE, EXIT_NETWORK, EXIT_AUTH = 1, 2, 3, 4
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2) if getattr(args, "json", False) else text)
+
+
+def _read_password(args: argparse.Namespace, confirm: bool = False) -> str:
+    if getattr(args, "password_stdin", False):
+        return sys.stdin.readline().rstrip("\n")
+    pw = getpass.getpass("Password: ")
+    if confirm and getpass.getpass("Again: ") != pw:
+        raise CliError("the passwords differ", EXIT_USAGE)
+    return pw
+
+
+def _client(args: argparse.Namespace) -> tuple[SatchelClient, Profile]:
+    profile = Profile.load(config_dir(args.config_dir))
+    if profile is None:
+        raise CliError("not logged in: run `satchel login URL NAME` first", EXIT_AUTH)
+    return SatchelClient(profile.server, profile.token), profile
+
+
+def _remote(path: str) -> str:
+    return paths.normalize(path)
+
+
+# ---------------------------------------------------------------- server-side commands
+
+def _server_config(args: argparse.Namespace) -> Any:
+    from server.config import Config
+
+    return Config.from_env(data_dir=args.data_dir, host=getattr(args, "host", None),
+                           port=getattr(args, "port", None), database_url=args.database_url,
+                           blob_url=args.blob_url, log_level=args.log_level,
+                           signup=False if getattr(args, "no_signup", False) else None)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    config = _server_config(args)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(config), host=config.host, port=config.port, loop="uvloop", http="httptools",
+                log_level=config.log_level, access_log=args.access_log, lifespan="on",
+                timeout_graceful_shutdown=10)
+    return 0
+
+
+async def cmd_admin_add_user(args: argparse.Namespace) -> int:
+    from server.app import open_services
+    from server.services.accounts import create_user
+
+    password = _read_password(args, confirm=not args.password_stdin)
+    quota = parse_size(args.quota) if args.quota else None
+    async with open_services(_server_config(args)) as svc:
+        user = await create_user(svc, args.name, password, is_admin=args.admin, quota=quota)
+    print(f"created user {user.name} (id {user.id})")
+    return 0
+
+
+# ---------------------------------------------------------------- client commands
+
+async def cmd_signup(args: argparse.Namespace) -> int:
+    async with SatchelClient(args.url) as c:
+        await c.signup(args.name, _read_password(args, confirm=not args.password_stdin))
+    print(f"created account {args.name} on {args.url}; now run: satchel login {args.url} {args.name}")
+    return 0
+
+
+async def cmd_login(args: argparse.Namespace) -> int:
+    password = _read_password(args)
+    async with SatchelClient(args.url) as c:
+        out = await c.login(args.name, password, args.device, args.kind)
+    Profile(server=args.url.rstrip("/"), user=args.name, token=out["token"], device_id=out["device_id"],
+            device_name=args.device or os.uname().nodename).save(config_dir(args.config_dir))
+    print(f"logged in to {args.url} as {args.name} (device {out['device_id']})")
+    return 0
+
+
+async def cmd_logout(args: argparse.Namespace) -> int:
+    client, _profile = _client(args)
+    async with client:
+        try:
+            await client.logout()
+        except SatchelError as exc:
+            if exc.code is not ErrorCode.unauthorized:
+                raise
+    Profile.remove(config_dir(args.config_dir))
+    print("logged out")
+    return 0
+
+
+async def cmd_devices(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        if args.revoke is not None:
+            await client.revoke_device(args.revoke)
+            print(f"device {args.revoke} logged out")
+            return 0
+        devs = await client.devices()
+    lines = [f"{d['id']:>5}  {d['kind']:<8} {d['name']:<24} last seen {d['last_seen_at']}"
+             f"{'  (this device)' if d['current'] else ''}" for d in devs]
+    _out(args, devs, "\n".join(lines))
+    return 0
+
+
+async def cmd_ls(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        entries = await client.list(_remote(args.path))
+    lines = []
+    for e in entries:
+        if e["kind"] == "dir":
+            lines.append(f"{'':>10}  {e['modified_at'][:19]}  {e['name']}/")
+        else:
+            lines.append(f"{format_size(e['size']):>10}  {e['mtime'][:19]}  {e['name']}")
+    _out(args, entries, "\n".join(lines))
+    return 0
+
+
+async def cmd_info(args: argparse.Namespace) -> int:
+    client, profile = _client(args)
+    async with client:
+        if args.path:
+            meta = await client.stat(_remote(args.path))
+            _out(args, meta, "\n".join(f"{k}: {v}" for k, v in meta.items()))
+        else:
+            acct = await client.account()
+            q = acct["quota"]
+            limit = format_size(q["limit"]) if q["limit"] else "unlimited"
+            _out(args, acct | {"server": profile.server},
+                 f"server: {profile.server}\nuser: {acct['name']}\ndevice: {acct['device_id']}\n"
+                 f"used: {format_size(q['used'])} of {limit}")
+    return 0
+
+
+async def cmd_mkdir(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        await client.mkdir(_remote(args.path))
+    return 0
+
+
+async def cmd_mv(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    src, dst = _remote(args.src), _remote(args.dst)
+    async with client:
+        target = await client.stat_or_none(dst)
+        if target is not None and target["kind"] == "dir":
+            dst = paths.join(dst, paths.name(src))
+        await client.move(src, dst)
+    return 0
+
+
+async def cmd_rm(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        for p in args.paths:
+            await client.delete(_remote(p))
+    return 0
+
+
+async def _put_one(client: SatchelClient, local: Path, remote: str, quiet: bool) -> None:
+    with TransferBar(f"↑ {local.name}", enabled=None if not quiet else False) as bar:
+        await client.upload(local, remote, progress=bar)
+
+
+async def cmd_put(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    local = Path(args.local)
+    if not local.exists():
+        raise CliError(f"{local}: no such file or folder", EXIT_USAGE)
+    async with client:
+        remote = _remote(args.remote)
+        target = await client.stat_or_none(remote)
+        if args.remote.endswith("/") or (target is not None and target["kind"] == "dir"):
+            remote = paths.join(remote, local.name)
+        if local.is_dir():
+            for f in sorted(p for p in local.rglob("*") if p.is_file() and not p.is_symlink()):
+                await _put_one(client, f, paths.join(remote, f.relative_to(local).as_posix()), args.quiet)
+        else:
+            await _put_one(client, local, remote, args.quiet)
+    return 0
+
+
+async def cmd_get(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        remote = _remote(args.remote)
+        meta = await client.stat(remote)
+        local = Path(args.local)
+        if meta["kind"] == "dir":
+            raise CliError(f"{remote} is a folder; `satchel get` takes a file", EXIT_USAGE)
+        with TransferBar(f"↓ {meta['name']}", enabled=None if not args.quiet else False) as bar:
+            out = await client.download(remote, local, progress=bar)
+    if not args.quiet:
+        print(out["local_path"])
+    return 0
+
+
+# ---------------------------------------------------------------- argument parsing
+
+def _server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="data folder (env SATCHEL_DATA_DIR)")
+    p.add_argument("--database-url", help="SQLAlchemy URL (env DATABASE_URL)")
+    p.add_argument("--blob-url", help="chunk store URL (env SATCHEL_BLOB_URL)")
+    p.add_argument("--log-level", help="debug, info, warning, error (env SATCHEL_LOG_LEVEL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="satchel", description="Satchel file sync: server and client.")
+    p.add_argument("--config-dir", help="client config folder (env SATCHEL_CONFIG_DIR; one per device)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="run the server")
+    _server_flags(s)
+    s.add_argument("--host", help="address to listen on (env SATCHEL_HOST)")
+    s.add_argument("--port", type=int, help="port (env SATCHEL_PORT)")
+    s.add_argument("--no-signup", action="store_true", help="turn sign-up off (env SATCHEL_SIGNUP=false)")
+    s.add_argument("--access-log", action="store_true", help="log every request")
+    s.set_defaults(func=cmd_serve, sync=True)
+
+    admin = sub.add_parser("admin", help="server administration (runs against the data folder)")
+    asub = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    au = asub.add_parser("add-user", help="create a user")
+    _server_flags(au)
+    au.add_argument("name")
+    au.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    au.add_argument("--quota", help="storage quota, e.g. 10GiB (default: server default)")
+    au.add_argument("--admin", action="store_true", help="make the user an administrator")
+    au.set_defaults(func=cmd_admin_add_user)
+
+    su = sub.add_parser("signup", help="create an account on a server that allows sign-up")
+    su.add_argument("url")
+    su.add_argument("name")
+    su.add_argument("--password-stdin", action="store_true")
+    su.set_defaults(func=cmd_signup)
+
+    li = sub.add_parser("login", help="log this device in")
+    li.add_argument("url")
+    li.add_argument("name")
+    li.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    li.add_argument("--device", help="device name (default: host name)")
+    li.add_argument("--kind", default="cli", choices=["cli", "desktop", "sdk"], help=argparse.SUPPRESS)
+    li.set_defaults(func=cmd_login)
+
+    sub.add_parser("logout", help="log this device out").set_defaults(func=cmd_logout)
+
+    dv = sub.add_parser("devices", help="list logged-in devices")
+    dv.add_argument("--revoke", type=int, metavar="ID", help="log device ID out")
+    dv.add_argument("--json", action="store_true")
+    dv.set_defaults(func=cmd_devices)
+
+    ls = sub.add_parser("ls", help="list a folder")
+    ls.add_argument("path", nargs="?", default="/")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_ls)
+
+    inf = sub.add_parser("info", help="account information, or metadata of PATH")
+    inf.add_argument("path", nargs="?")
+    inf.add_argument("--json", action="store_true")
+    inf.set_defaults(func=cmd_info)
+
+    mk = sub.add_parser("mkdir", help="create a folder (and its parents)")
+    mk.add_argument("path")
+    mk.set_defaults(func=cmd_mkdir)
+
+    mv = sub.add_parser("mv", help="rename or move")
+    mv.add_argument("src")
+    mv.add_argument("dst")
+    mv.set_defaults(func=cmd_mv)
+
+    rm = sub.add_parser("rm", help="move files or folders to the trash")
+    rm.add_argument("paths", nargs="+")
+    rm.set_defaults(func=cmd_rm)
+
+    put = sub.add_parser("put", help="upload a file or folder (re-run to resume)")
+    put.add_argument("local")
+    put.add_argument("remote")
+    put.add_argument("-q", "--quiet", action="store_true")
+    put.set_defaults(func=cmd_put)
+
+    get = sub.add_parser("get", help="download a file (re-run to resume)")
+    get.add_argument("remote")
+    get.add_argument("local")
+    get.add_argument("-q", "--quiet", action="store_true")
+    get.set_defaults(func=cmd_get)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], Any] = args.func
+    try:
+        if getattr(args, "sync", False):
+            return int(func(args))
+        coro: Awaitable[int] = func(args)
+        return int(asyncio.run(coro))  # type: ignore[arg-type]
+    except CliError as exc:
+        print(f"satchel: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except SatchelError as exc:
+        print(f"satchel: {exc.message} [{exc.code.value}]", file=sys.stderr)
+        return EXIT_AUTH if exc.code is ErrorCode.unauthorized else EXIT_REFUSED
+    except httpx.TransportError as exc:
+        print(f"satchel: cannot reach the server: {exc}", file=sys.stderr)
+        return EXIT_NETWORK
+    except ValueError as exc:
+        print(f"satchel: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("satchel: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""Transfer engines: resumable, parallel, verified uploads and downloads with flat memory.
+
+Upload: chunk + hash the file (FastCDC/BLAKE3, streamed), announce the list, PUT only the chunks the
+server lacks (``parallel`` at a time, each read from disk when sent), commit. Re-running an
+interrupted upload re-announces the same list; the server answers with what is still missing.
+
+Download: every chunk's BLAKE3 is checked before it counts. Chunks already on disk are reused: those
+in a ``.satchel-part`` file left by an interrupted download, and those in the old version of the
+target file (delta download). The rest are fetched as coalesced byte ranges of the revision (one
+request for a fresh file) or from presigned object-store URLs. Bytes land in the part file, which
+is fsynced and renamed over the target only when complete: the target is never half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import mimetypes
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from python_client.api import SatchelClient, raise_for_error
+from server.core.chunking import chunk_file, hash_bytes, new_hasher
+from server.core.errors import ErrorCode, SatchelError
+
+PART_SUFFIX = ".satchel-part"
+RUN_LIMIT = 64 * 1024 * 1024  # split big ranged downloads so they run in parallel
+RETRIES = 6
+Progress = Callable[[int], None]
+
+
+@dataclass
+class TransferStats:
+    bytes_sent: int = 0
+    chunks_sent: int = 0
+    bytes_received: int = 0
+    bytes_reused: int = 0
+    chunks_total: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, SatchelError) and exc.code in (ErrorCode.unavailable, ErrorCode.internal)
+
+
+async def _backoff(attempt: int) -> None:
+    await asyncio.sleep(min(8.0, 0.2 * 2**attempt) * (0.5 + random.random()))
+
+
+async def _pool(n: int, jobs: list[Any], work: Callable[[Any], Any]) -> None:
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for j in jobs:
+        queue.put_nowait(j)
+
+    async def worker() -> None:
+        while True:
+            try:
+                job = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await work(job)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(n, len(jobs))):
+                tg.create_task(worker())
+    except ExceptionGroup as group:  # callers handle the first real failure, not a group
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+
+
+# ------------------------------------------------------------------------- upload
+
+class UrlExpired(Exception):
+    pass
+
+
+async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remote: str, *,
+                      parent_rev: int | str | None = "auto", progress: Callable[[int, int], Progress] | None = None,
+                      stats: TransferStats | None = None) -> dict[str, Any]:
+    """Upload *local* to *remote*. ``parent_rev="auto"`` overwrites the current head (if any);
+    an int or None is sent as is and a stale one is a ``conflict``."""
+    stats = stats or TransferStats()
+    path = Path(local)
+    before = path.stat()
+    refs = await asyncio.to_thread(lambda: list(chunk_file(path)))
+    if path.stat().st_mtime_ns != before.st_mtime_ns or path.stat().st_size != before.st_size:
+        raise SatchelError(ErrorCode.conflict, f"{path} changed while it was being read; try again")
+    stats.chunks_total = len(refs)
+    where = {r.digest.hex(): (r.offset, r.size) for r in refs}
+    if parent_rev == "auto":
+        head = await client.stat_or_none(remote)
+        if head is not None and head["kind"] != "file":
+            raise SatchelError(ErrorCode.is_a_directory, f"{remote} is a folder", path=remote)
+        parent_rev = head["rev"] if head else None
+    body = {
+        "path": remote, "size": before.st_size, "parent_rev": parent_rev,
+        "chunks": [[r.digest.hex(), r.size] for r in refs], "mtime": before.st_mtime_ns // 1_000_000,
+        "mime": mimetypes.guess_type(path.name)[0],
+    }
+    del refs
+    info = await client.start_upload(body)
+    advance = progress(sum(m["size"] for m in info["missing"]), len(info["missing"])) if progress else None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for attempt in range(RETRIES):
+            try:
+                await _send_chunks(client, fd, info["missing"], where, stats, advance)
+                return await client.commit_upload(info["upload_id"])
+            except UrlExpired:
+                pass
+            except SatchelError as exc:
+                if exc.code is not ErrorCode.missing_chunks:
+                    raise
+            await _backoff(attempt)
+            info = await client.upload_status(info["upload_id"])
+        raise SatchelError(ErrorCode.missing_chunks, "the server keeps missing chunks; giving up")
+    finally:
+        os.close(fd)
+
+
+async def _send_chunks(client: SatchelClient, fd: int, missing: list[dict[str, Any]],
+                       where: dict[str, tuple[int, int]], stats: TransferStats,
+                       advance: Progress | None) -> None:
+    async def send(m: dict[str, Any]) -> None:
+        offset, size = where[m["hash"]]
+        data = await asyncio.to_thread(os.pread, fd, size, offset)
+        if len(data) != size:
+            raise SatchelError(ErrorCode.conflict, "the file changed while it was being uploaded")
+        for attempt in range(RETRIES):
+            try:
+                resp = await client.http.request(m["method"], m["url"], content=data, headers=m["headers"])
+                if resp.status_code in (400, 403) and b"expired" in resp.content.lower():
+                    raise UrlExpired()
+                if resp.status_code >= 500:
+                    raise SatchelError(ErrorCode.unavailable, f"HTTP {resp.status_code}")
+                raise_for_error(resp)
+                stats.bytes_sent += size
+                stats.chunks_sent += 1
+                if advance:
+                    advance(size)
+                return
+            except Exception as exc:
+                if not _retryable(exc) or attempt == RETRIES - 1:
+                    raise
+                await _backoff(attempt)
+
+    await _pool(client.parallel, missing, send)
+
+
+# ------------------------------------------------------------------------- download
+
+async def _all_chunks(client: SatchelClient, file_id: int, rev: int | None) -> dict[str, Any]:
+    first = await client.chunk_list(file_id, rev)
+    chunks = list(first["chunks"])
+    nxt = first["next_offset"]
+    while nxt is not None:
+        page = await client.chunk_list(file_id, first["rev"], nxt)
+        chunks.extend(page["chunks"])
+        nxt = page["next_offset"]
+    first["chunks"] = chunks
+    return first
+
+
+def _reuse_local(fd: int, chunks: list[dict[str, Any]], part_existed: bool, target: Path,
+                 stats: TransferStats) -> list[dict[str, Any]]:
+    """Fill the part file from bytes already on disk; return the chunks still to fetch."""
+    needed = []
+    for c in chunks:
+        if part_existed and hash_bytes(os.pread(fd, c["size"], c["offset"])).hex() == c["hash"]:
+            stats.bytes_reused += c["size"]
+        else:
+            needed.append(c)
+    if needed and target.is_file():
+        old = {r.digest.hex(): r for r in chunk_file(target)}
+        still = []
+        with open(target, "rb", buffering=0) as src:
+            for c in needed:
+                ref = old.get(c["hash"])
+                data = os.pread(src.fileno(), c["size"], ref.offset) if ref else b""
+                if ref and hash_bytes(data).hex() == c["hash"]:
+                    os.pwrite(fd, data, c["offset"])
+                    stats.bytes_reused += c["size"]
+                else:
+                    still.append(c)
+        needed = still
+    return needed
+
+
+def _runs(needed: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    runs: list[list[dict[str, Any]]] = []
+    for c in needed:
+        if runs and runs[-1][-1]["index"] + 1 == c["index"] and \
+                sum(x["size"] for x in runs[-1]) + c["size"] <= RUN_LIMIT:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    return runs
+
+
+async def _fetch_run(client: SatchelClient, fd: int, file_id: int, rev: int, run: list[dict[str, Any]],
+                     stats: TransferStats, advance: Progress | None) -> None:
+    """GET the byte range covering *run*, verifying and writing chunk by chunk; resume on failure."""
+    pending = list(run)
+    for attempt in range(RETRIES):
+        start, end = pending[0]["offset"], pending[-1]["offset"] + pending[-1]["size"]
+        try:
+            async with client.http.stream(
+                "GET", client.content_url(file_id), params={"rev": rev},
+                headers={**client._headers(), "Range": f"bytes={start}-{end - 1}"},
+            ) as resp:
+                if resp.status_code != 206:
+                    await resp.aread()
+                    raise_for_error(resp)
+                    raise SatchelError(ErrorCode.unavailable, f"expected 206, got {resp.status_code}")
+                cur, hasher, pos, filled = pending[0], new_hasher(), start, 0
+                async for piece in resp.aiter_bytes(1024 * 1024):
+                    view = memoryview(piece)
+                    while view:
+                        take = min(len(view), cur["size"] - filled)
+                        part = view[:take]
+                        hasher.update(part)
+                        os.pwrite(fd, part, pos)
+                        pos, filled, view = pos + take, filled + take, view[take:]
+                        stats.bytes_received += take
+                        if advance:
+                            advance(take)
+                        if filled == cur["size"]:
+                            if hasher.hexdigest() != cur["hash"]:
+                                raise SatchelError(ErrorCode.hash_mismatch, "downloaded chunk is corrupt")
+                            pending.pop(0)
+                            if not pending:
+                                return
+                            cur, hasher, filled = pending[0], new_hasher(), 0
+                raise httpx.ReadError("response ended early")
+        except Exception as exc:
+            if not (_retryable(exc) or (isinstance(exc, SatchelError) and exc.code is ErrorCode.hash_mismatch)) \
+                    or attempt == RETRIES - 1:
+                raise
+            await _backoff(attempt)
+
+
+async def _fetch_direct(client: SatchelClient, fd: int, chunk: dict[str, Any], stats: TransferStats,
+                        advance: Progress | None) -> None:
+    for attempt in range(RETRIES):
+        try:
+            resp = await client.http.get(chunk["url"])
+            if resp.status_code >= 400:
+                raise_for_error(resp) if resp.headers.get("content-type", "").startswith("application/json") \
+                    else None
+                raise SatchelError(ErrorCode.unavailable, f"HTTP {resp.status_code} from the object store")
+            if hash_bytes(resp.content).hex() != chunk["hash"]:
+                raise SatchelError(ErrorCode.hash_mismatch, "downloaded chunk is corrupt")
+            await asyncio.to_thread(os.pwrite, fd, resp.content, chunk["offset"])
+            stats.bytes_received += chunk["size"]
+            if advance:
+                advance(chunk["size"])
+            return
+        except Exception as exc:
+            if not (_retryable(exc) or isinstance(exc, SatchelError)) or attempt == RETRIES - 1:
+                raise
+            await _backoff(attempt)
+
+
+async def download_file(client: SatchelClient, remote: str, local: str | os.PathLike[str], *,
+                        rev: int | None = None, progress: Callable[[int, int], Progress] | None = None,
+                        stats: TransferStats | None = None) -> dict[str, Any]:
+    stats = stats or TransferStats()
+    meta = await client.stat(remote)
+    if meta["kind"] != "file":
+        raise SatchelError(ErrorCode.is_a_directory, f"{remote} is a folder", path=remote)
+    listing = await _all_chunks(client, meta["id"], rev)
+    chunks = listing["chunks"]
+    stats.chunks_total = len(chunks)
+    target = Path(local)
+    if target.is_dir():
+        target = target / meta["name"]
+    part = target.with_name(target.name + PART_SUFFIX)
+    part_existed = part.exists()
+    fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.ftruncate(fd, listing["size"])
+        needed = await asyncio.to_thread(_reuse_local, fd, chunks, part_existed, target, stats)
+        advance = progress(sum(c["size"] for c in needed), len(needed)) if progress else None
+        server_hosted = all(c["url"].startswith(client.server) for c in needed[:1])
+        if server_hosted:
+            await _pool(client.parallel // 2 or 1, _runs(needed),
+                        lambda run: _fetch_run(client, fd, meta["id"], listing["rev"], run, stats, advance))
+        else:
+            await _pool(client.parallel, needed, lambda c: _fetch_direct(client, fd, c, stats, advance))
+        await asyncio.to_thread(os.fsync, fd)
+    finally:
+        os.close(fd)
+    os.replace(part, target)
+    with contextlib.suppress(OSError):
+        dfd = os.open(target.parent, os.O_RDONLY)
+        os.fsync(dfd)
+        os.close(dfd)
+    if meta.get("mtime"):
+        from datetime import datetime
+
+        ts = datetime.fromisoformat(meta["mtime"].replace("Z", "+00:00")).timestamp()
+        os.utime(target, (ts, ts))
+    return meta | {"local_path": str(target), "rev": listing["rev"]}

@@ -1,0 +1,103 @@
+"""Request/response plumbing shared by every route: auth, bounded JSON bodies, error rendering."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server.core.errors import ErrorCode, SatchelError
+from server.services import accounts
+from server.services.context import Principal, Services
+
+log = logging.getLogger(__name__)
+MAX_JSON_BODY = 64 * 1024 * 1024  # a 200,000-chunk announcement is ~16 MB of JSON
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def base_url(request: Request) -> str:
+    svc = services(request)
+    return (svc.config.public_url or str(request.base_url)).rstrip("/")
+
+
+async def principal(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise SatchelError(ErrorCode.unauthorized, "missing bearer token (Authorization: Bearer …)")
+    return await accounts.authenticate(services(request), token.strip())
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, read with a size cap; anything else is bad_request."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_JSON_BODY:
+        raise SatchelError(ErrorCode.too_large, "request body too large", limit=MAX_JSON_BODY)
+    buf = bytearray()
+    async for piece in request.stream():
+        buf += piece
+        if len(buf) > MAX_JSON_BODY:
+            raise SatchelError(ErrorCode.too_large, "request body too large", limit=MAX_JSON_BODY)
+    try:
+        body = json.loads(buf)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SatchelError(ErrorCode.bad_request, "the body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise SatchelError(ErrorCode.bad_request, "the body must be a JSON object")
+    return body
+
+
+def query_int(request: Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        val = int(raw)
+    except ValueError as exc:
+        raise SatchelError(ErrorCode.bad_request, f"'{name}' must be an integer", field=name) from exc
+    if val < 0:
+        raise SatchelError(ErrorCode.bad_request, f"'{name}' must be >= 0", field=name)
+    return val
+
+
+def path_int(request: Request, name: str) -> int:
+    raw = request.path_params[name]
+    if not str(raw).isdigit() or len(str(raw)) > 18:
+        raise SatchelError(ErrorCode.not_found, "not found")
+    return int(raw)
+
+
+def error_response(exc: SatchelError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if exc.code is ErrorCode.range_not_satisfiable and "size" in exc.details:
+        headers = {"Content-Range": f"bytes */{exc.details['size']}"}
+    return JSONResponse(exc.to_body(), status_code=exc.status, headers=headers)
+
+
+async def on_satchel_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SatchelError)
+    return error_response(exc)
+
+
+async def on_http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: ErrorCode.not_found, 405: ErrorCode.method_not_allowed}.get(exc.status_code,
+                                                                            ErrorCode.bad_request)
+    return JSONResponse({"error": code.value, "message": str(exc.detail)}, status_code=exc.status_code)
+
+
+async def on_unexpected(_request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error", exc_info=exc)
+    return JSONResponse({"error": "internal", "message": "internal error"}, status_code=500)
+
+
+Handler = Callable[[Request], Awaitable[Response]]

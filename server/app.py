@@ -1,0 +1,87 @@
+"""The Starlette application: routes, error handlers, and a lifespan that owns every resource.
+
+    create_app(config) -> Starlette
+        lifespan: Database (migrated) + blob store + URL signer -> app.state.services
+                  background sweeper task, cancelled on shutdown
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Route
+
+from server.api import accounts as accounts_api
+from server.api import files as files_api
+from server.api import meta
+from server.api.http import on_http_error, on_satchel_error, on_unexpected
+from server.auth.signing import UrlSigner
+from server.config import Config
+from server.core.errors import SatchelError
+from server.services import sweeper
+from server.services.context import Services
+from server.storage.blobs import open_blob_store
+from server.storage.db import Database
+
+log = logging.getLogger("satchel")
+
+
+def satchel_version() -> str:
+    try:
+        return version("satchel")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+@contextlib.asynccontextmanager
+async def open_services(config: Config) -> AsyncIterator[Services]:
+    """Database (migrated), blob store and signer, closed in reverse order on exit."""
+    config = config.with_derived()
+    db = Database(config.database_url)
+    blobs = open_blob_store(config)
+    try:
+        await db.migrate()
+        await blobs.start()
+        yield Services(config=config, db=db, blobs=blobs, signer=UrlSigner(config.secret_key))
+    finally:
+        await blobs.close()
+        await db.close()
+
+
+def create_app(config: Config) -> Starlette:
+    routes: list[BaseRoute] = [
+        Route("/health", meta.health, methods=["GET"]),
+        *accounts_api.routes,
+        *files_api.routes,
+    ]
+    routes.append(meta.openapi_route(routes, satchel_version()))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_services(config) as svc:
+            app.state.services = svc
+            sweep = asyncio.create_task(sweeper.run(svc), name="sweeper")
+            log.info("satchel %s ready: database=%s blobs=%s", satchel_version(),
+                     svc.db.engine.url.render_as_string(hide_password=True), type(svc.blobs).__name__)
+            try:
+                yield
+            finally:
+                sweep.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweep
+
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            SatchelError: on_satchel_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected,
+        },
+    )

@@ -1,0 +1,30 @@
+"""Password hashing with argon2id (argon2-cffi's defaults: RFC 9106 low-memory profile).
+
+Hashing takes tens of milliseconds on purpose, so it runs in a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher()
+# Verifying against this when the user does not exist keeps the timing of "no such user" and
+# "wrong password" the same, so login cannot be used to enumerate accounts.
+_DUMMY_HASH = _hasher.hash("satchel-dummy-password")
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password(stored_hash: str | None, password: str) -> bool:
+    def check() -> bool:
+        try:
+            return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(check)

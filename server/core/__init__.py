@@ -1,0 +1,1 @@
+"""Pure, I/O-framework-free rules shared by the server and the Python client."""

@@ -1,0 +1,1 @@
+"""What Satchel does, apart from how it is asked (HTTP, WebSocket): each module one job."""

@@ -1,0 +1,26 @@
+"""The change journal: one row per mutation, written in the mutation's own transaction.
+
+``seq`` grows by exactly one per namespace. Taking it with ``UPDATE … RETURNING`` row-locks the
+namespace until the transaction ends, so journal order is commit order within a namespace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.storage.db import now_ms
+from server.storage.models import JournalEntry, Namespace
+
+
+async def append(s: AsyncSession, ns_id: int, *, op: str, kind: str, node_id: int, path: str,
+                 user_id: int, device_id: int | None, **fields: Any) -> int:
+    seq = (await s.execute(
+        update(Namespace).where(Namespace.id == ns_id).values(seq=Namespace.seq + 1).returning(Namespace.seq)
+    )).scalar_one()
+    s.add(JournalEntry(ns_id=ns_id, seq=seq, op=op, kind=kind, node_id=node_id, path=path,
+                       user_id=user_id, device_id=device_id, created_ms=now_ms(),
+                       size=fields.pop("size", 0), **fields))
+    return int(seq)

@@ -1,0 +1,348 @@
+"""Uploads: announce a file's chunk list, receive the missing chunks, commit atomically.
+
+1. ``start``: the client sends path, size, parent revision and chunk hashes; the server records an
+   upload session and answers with the chunks it lacks, each with a signed, expiring, single-purpose
+   URL (an S3 presigned PUT into the session's staging area, or this server's own HMAC URL).
+   The same announcement again returns the same open session: any upload resumes by re-asking.
+2. ``receive_chunk`` (server URLs only): stream, hash, store; no database work on this hot path.
+3. ``commit``: check every chunk is stored (promoting staged S3 chunks after verifying them),
+   make them durable, then in ONE transaction: parent check, revision, chunk list, node, journal.
+   Nothing is visible before that transaction commits; a stale parent is a ``conflict``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import exists, insert, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.auth.tokens import new_id
+from server.core import chunking, paths
+from server.core.errors import ErrorCode, SatchelError
+from server.services import journal, tree
+from server.services.context import Principal, Services
+from server.services.serialize import entry_json, iso
+from server.storage.blobs.base import BlobKey
+from server.storage.db import now_ms
+from server.storage.models import Chunk, Node, Revision, RevisionChunk, Upload, UploadChunk, User
+
+log = logging.getLogger(__name__)
+INSERT_BATCH = 5000
+VERIFY_CONCURRENCY = 16
+MISSING_REPORT_LIMIT = 1000
+
+
+def blob_path(upload_id: str, hex_hash: str) -> str:
+    return f"/api/v1/blobs/up/{upload_id}/{hex_hash}"
+
+
+# ---------------------------------------------------------------- request validation
+
+def _int(body: dict[str, Any], key: str, *, required: bool = True, minimum: int = 0) -> int | None:
+    val = body.get(key)
+    if val is None and not required:
+        return None
+    if not isinstance(val, int) or isinstance(val, bool) or val < minimum:
+        raise SatchelError(ErrorCode.bad_request, f"'{key}' must be an integer >= {minimum}", field=key)
+    return val
+
+
+def parse_chunk_list(raw: object, size: int, max_chunks: int) -> list[tuple[bytes, int]]:
+    if not isinstance(raw, list):
+        raise SatchelError(ErrorCode.bad_request, "'chunks' must be a list of [hash, size] pairs",
+                           field="chunks")
+    if len(raw) > max_chunks:
+        raise SatchelError(ErrorCode.too_many_chunks, f"a file may have at most {max_chunks} chunks",
+                           limit=max_chunks)
+    out: list[tuple[bytes, int]] = []
+    total = 0
+    for item in raw:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], int) and not isinstance(item[1], bool)):
+            raise SatchelError(ErrorCode.bad_request, "each chunk is [hex hash, size]", field="chunks")
+        hex_hash, csize = item
+        if len(hex_hash) != 2 * chunking.HASH_BYTES:
+            raise SatchelError(ErrorCode.bad_request, "a chunk hash is 64 hex digits (BLAKE3-256)",
+                               field="chunks")
+        try:
+            digest = bytes.fromhex(hex_hash)
+        except ValueError as exc:
+            raise SatchelError(ErrorCode.bad_request, "a chunk hash is not hex", field="chunks") from exc
+        if not 0 < csize <= chunking.MAX_CHUNK_SIZE:
+            raise SatchelError(ErrorCode.bad_request,
+                               f"a chunk is 1 to {chunking.MAX_CHUNK_SIZE} bytes", field="chunks")
+        total += csize
+        out.append((digest, csize))
+    if total != size:
+        raise SatchelError(ErrorCode.size_mismatch, f"chunk sizes add up to {total}, not {size}",
+                           expected=size, received=total)
+    return out
+
+
+# ---------------------------------------------------------------- helpers
+
+async def _missing(s: AsyncSession, upload: Upload) -> list[tuple[bytes, int]]:
+    """Distinct chunks of *upload* the owner does not have yet (by the database's account)."""
+    rows = (await s.execute(
+        select(UploadChunk.hash, UploadChunk.size).distinct()
+        .where(UploadChunk.upload_id == upload.id)
+        .where(~exists().where(Chunk.owner_id == upload.owner_id, Chunk.hash == UploadChunk.hash))
+    )).all()
+    return [(bytes(h), int(n)) for h, n in rows]
+
+
+async def _gather_limited(n: int, coros: list[Any]) -> list[Any]:
+    sem = asyncio.Semaphore(n)
+
+    async def run(c: Any) -> Any:
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(run(c) for c in coros))
+
+
+async def _still_missing(svc: Services, upload: Upload, candidates: list[tuple[bytes, int]]
+                         ) -> list[tuple[bytes, int]]:
+    """Of *candidates*, those not yet in the blob store (for a local store a file check)."""
+    if svc.blobs.direct:
+        staged = await svc.blobs.staged(upload.id)
+        return [c for c in candidates if c[0] not in staged]
+    flags = await _gather_limited(VERIFY_CONCURRENCY, [
+        svc.blobs.exists(BlobKey(upload.owner_id, h)) for h, _ in candidates])
+    return [c for c, ok in zip(candidates, flags, strict=True) if not ok]
+
+
+async def _urls(svc: Services, upload: Upload, chunks: list[tuple[bytes, int]], base_url: str
+                ) -> list[dict[str, Any]]:
+    ttl = min(svc.config.url_ttl, max(1.0, (upload.expires_ms - now_ms()) / 1000))
+    out = []
+    for digest, size in chunks:
+        hx = digest.hex()
+        if svc.blobs.direct:
+            d = await svc.blobs.presign_upload(upload.id, BlobKey(upload.owner_id, digest), size, ttl)
+            out.append({"hash": hx, "size": size, "url": d.url, "method": d.method, "headers": d.headers})
+        else:
+            url = svc.signer.sign("PUT", blob_path(upload.id, hx), {"o": upload.owner_id, "n": size}, ttl)
+            out.append({"hash": hx, "size": size, "url": base_url + url, "method": "PUT", "headers": {}})
+    return out
+
+
+async def _describe(svc: Services, upload: Upload, base_url: str) -> dict[str, Any]:
+    async with svc.db.read() as s:
+        missing = await _missing(s, upload)
+    missing = await _still_missing(svc, upload, missing)
+    return {
+        "upload_id": upload.id, "path": upload.path, "size": upload.size,
+        "chunk_count": upload.chunk_count, "content_hash": upload.content_hash,
+        "parent_rev": upload.parent_rev_id, "expires_at": iso(upload.expires_ms),
+        "missing_count": len(missing), "missing": await _urls(svc, upload, missing, base_url),
+    }
+
+
+async def _owner_quota_check(s: AsyncSession, owner_id: int, new_size: int, old_size: int) -> None:
+    user = await s.get(User, owner_id)
+    if user is None or user.quota_bytes <= 0:
+        return
+    used = await tree.usage_bytes(s, owner_id)
+    if used - old_size + new_size > user.quota_bytes:
+        raise SatchelError(ErrorCode.quota_exceeded, "this upload would go over the storage quota",
+                           used=used, limit=user.quota_bytes, size=new_size)
+
+
+async def _load(s: AsyncSession, who: Principal, upload_id: str) -> Upload:
+    upload = await s.get(Upload, upload_id)
+    if upload is None or upload.user_id != who.user_id:
+        raise SatchelError(ErrorCode.not_found, "no such upload")
+    return upload
+
+
+# ---------------------------------------------------------------- operations
+
+async def start(svc: Services, who: Principal, body: object, base_url: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise SatchelError(ErrorCode.bad_request, "the body must be a JSON object")
+    loc = tree.locate(who, body.get("path"))
+    if loc.path == paths.ROOT:
+        raise SatchelError(ErrorCode.is_a_directory, "cannot upload to the root folder", path="/")
+    size = _int(body, "size")
+    assert size is not None
+    if size > svc.config.max_file_size:
+        raise SatchelError(ErrorCode.too_large, f"files are limited to {svc.config.max_file_size} bytes",
+                           limit=svc.config.max_file_size)
+    parent_rev = _int(body, "parent_rev", required=False)
+    mtime = _int(body, "mtime", required=False)
+    mime = body.get("mime")
+    if mime is not None and (not isinstance(mime, str) or len(mime) > 255):
+        raise SatchelError(ErrorCode.bad_request, "'mime' must be a string of at most 255 characters")
+    chunks = parse_chunk_list(body.get("chunks"), size, svc.config.max_chunks)
+    chash = chunking.content_hash(d for d, _ in chunks)
+    now = now_ms()
+
+    async with svc.db.write() as s:
+        node = await tree.get_node(s, loc.ns_id, loc.path)
+        if node is not None and node.kind == "dir":
+            raise SatchelError(ErrorCode.is_a_directory, f"{loc.path} is a folder", path=loc.path)
+        head = node.head_rev_id if node else None
+        if head != parent_rev:  # fail before any byte is sent; commit checks again
+            raise SatchelError(ErrorCode.conflict, "the file changed since the revision you edited",
+                               path=loc.path, head_rev=head, parent_rev=parent_rev)
+        await _owner_quota_check(s, loc.owner_id, size, node.size if node else 0)
+        existing = (await s.execute(
+            select(Upload).where(
+                Upload.user_id == who.user_id, Upload.ns_id == loc.ns_id, Upload.path == loc.path,
+                Upload.content_hash == chash, Upload.size == size, Upload.committed_rev_id.is_(None),
+                Upload.expires_ms > now + 60_000,
+                Upload.parent_rev_id.is_(None) if parent_rev is None else Upload.parent_rev_id == parent_rev,
+            ).limit(1)
+        )).scalar_one_or_none()
+        if existing is not None:
+            upload = existing
+        else:
+            upload = Upload(
+                id=new_id(), user_id=who.user_id, device_id=who.device_id, ns_id=loc.ns_id,
+                owner_id=loc.owner_id, path=loc.path, parent_rev_id=parent_rev, size=size,
+                chunk_count=len(chunks), content_hash=chash, mime=mime,
+                mtime_ms=mtime if mtime is not None else now, created_ms=now,
+                expires_ms=now + int(svc.config.upload_ttl * 1000),
+            )
+            s.add(upload)
+            await s.flush()
+            offset = 0
+            rows = []
+            for idx, (digest, csize) in enumerate(chunks):
+                rows.append({"upload_id": upload.id, "idx": idx, "offset": offset, "size": csize,
+                             "hash": digest})
+                offset += csize
+            for i in range(0, len(rows), INSERT_BATCH):
+                await s.execute(insert(UploadChunk), rows[i:i + INSERT_BATCH])
+    return await _describe(svc, upload, base_url)
+
+
+async def status(svc: Services, who: Principal, upload_id: str, base_url: str) -> dict[str, Any]:
+    async with svc.db.read() as s:
+        upload = await _load(s, who, upload_id)
+    if upload.committed_rev_id is not None:
+        raise SatchelError(ErrorCode.upload_committed, "this upload is already committed",
+                           rev=upload.committed_rev_id)
+    if upload.expires_ms < now_ms():
+        raise SatchelError(ErrorCode.upload_expired, "this upload has expired; start it again")
+    return await _describe(svc, upload, base_url)
+
+
+async def abandon(svc: Services, who: Principal, upload_id: str) -> None:
+    async with svc.db.write() as s:
+        upload = await _load(s, who, upload_id)
+        if upload.committed_rev_id is not None:
+            raise SatchelError(ErrorCode.upload_committed, "this upload is already committed")
+        await s.delete(upload)
+    if svc.blobs.direct:
+        await svc.blobs.discard_staged(upload_id)
+
+
+async def receive_chunk(svc: Services, upload_id: str, hex_hash: str, query: dict[str, str],
+                        body: AsyncIterator[bytes]) -> None:
+    params = svc.signer.verify("PUT", blob_path(upload_id, hex_hash), query)
+    try:
+        key = BlobKey(int(params["o"]), bytes.fromhex(hex_hash))
+        size = int(params["n"])
+    except (KeyError, ValueError) as exc:
+        raise SatchelError(ErrorCode.bad_signature, "malformed signed URL") from exc
+    await svc.blobs.put_stream(key, size, body)
+
+
+async def _verify_stored(svc: Services, upload: Upload, candidates: list[tuple[bytes, int]]) -> None:
+    """Make sure each candidate chunk is in the blob store, promoting verified staged S3 chunks."""
+
+    async def check(digest: bytes, size: int) -> bytes | None:
+        key = BlobKey(upload.owner_id, digest)
+        if svc.blobs.direct:
+            try:
+                await svc.blobs.promote(upload.id, key, size)
+                return None
+            except SatchelError as exc:
+                if exc.code is not ErrorCode.not_found:
+                    raise
+        return None if await svc.blobs.exists(key) else digest
+
+    results = await _gather_limited(VERIFY_CONCURRENCY, [check(d, n) for d, n in candidates])
+    missing = [d.hex() for d in results if d is not None]
+    if missing:
+        raise SatchelError(ErrorCode.missing_chunks, f"{len(missing)} chunks are not uploaded yet",
+                           missing=missing[:MISSING_REPORT_LIMIT], missing_count=len(missing))
+
+
+def _upsert_chunks(dialect: str) -> Any:
+    ins = pg_insert(Chunk) if dialect == "postgresql" else sqlite_insert(Chunk)
+    return ins.on_conflict_do_nothing(index_elements=["owner_id", "hash"])
+
+
+async def commit(svc: Services, who: Principal, upload_id: str) -> dict[str, Any]:
+    async with svc.db.read() as s:
+        upload = await _load(s, who, upload_id)
+        if upload.committed_rev_id is not None:  # a retried commit whose answer was lost
+            rev = await s.get(Revision, upload.committed_rev_id)
+            node = await s.get(Node, rev.node_id) if rev else None
+            if node is not None:
+                return entry_json(node) | {"rev": upload.committed_rev_id}
+        if upload.expires_ms < now_ms():
+            raise SatchelError(ErrorCode.upload_expired, "this upload has expired; start it again")
+        candidates = await _missing(s, upload)
+    await _verify_stored(svc, upload, candidates)
+    await svc.blobs.sync()  # chunk bytes are durable before any revision points at them
+
+    now = now_ms()
+    async with svc.db.write() as s:
+        upload = await _load(s, who, upload_id)
+        if upload.committed_rev_id is not None:
+            raise SatchelError(ErrorCode.upload_committed, "this upload was committed concurrently")
+        if candidates:
+            rows = [{"owner_id": upload.owner_id, "hash": d, "size": n, "created_ms": now, "touched_ms": now}
+                    for d, n in candidates]
+            stmt = _upsert_chunks(s.bind.dialect.name)
+            for i in range(0, len(rows), INSERT_BATCH):
+                await s.execute(stmt, rows[i:i + INSERT_BATCH])
+        node = await tree.get_node(s, upload.ns_id, upload.path)
+        head = node.head_rev_id if node else None
+        if node is not None and node.kind == "dir":
+            raise SatchelError(ErrorCode.is_a_directory, f"{upload.path} is a folder", path=upload.path)
+        if head != upload.parent_rev_id:
+            raise SatchelError(ErrorCode.conflict, "the file changed since the revision you edited",
+                               path=upload.path, head_rev=head, parent_rev=upload.parent_rev_id)
+        if node is None:
+            await tree.ensure_parents(s, who, upload.ns_id, upload.path)
+            node = Node(ns_id=upload.ns_id, path=upload.path, parent_path=paths.parent(upload.path),
+                        kind="file", mtime_ms=upload.mtime_ms, created_ms=now, updated_ms=now)
+            s.add(node)
+            await s.flush()
+            op = "create"
+        else:
+            op = "modify"
+        rev = Revision(node_id=node.id, ns_id=upload.ns_id, parent_rev_id=upload.parent_rev_id,
+                       size=upload.size, content_hash=upload.content_hash, chunk_count=upload.chunk_count,
+                       mime=upload.mime, mtime_ms=upload.mtime_ms, user_id=who.user_id,
+                       device_id=who.device_id, created_ms=now)
+        s.add(rev)
+        await s.flush()
+        await s.execute(insert(RevisionChunk).from_select(
+            ["rev_id", "idx", "offset", "size", "hash"],
+            select(literal(rev.id), UploadChunk.idx, UploadChunk.offset, UploadChunk.size, UploadChunk.hash)
+            .where(UploadChunk.upload_id == upload.id)))
+        await s.execute(sql_delete(UploadChunk).where(UploadChunk.upload_id == upload.id))
+        node.size, node.content_hash, node.mime = upload.size, upload.content_hash, upload.mime
+        node.mtime_ms, node.head_rev_id, node.updated_ms = upload.mtime_ms, rev.id, now
+        upload.committed_rev_id = rev.id
+        await journal.append(s, upload.ns_id, op=op, kind="file", node_id=node.id, path=upload.path,
+                             rev_id=rev.id, parent_rev_id=upload.parent_rev_id, size=upload.size,
+                             content_hash=upload.content_hash, user_id=who.user_id, device_id=who.device_id)
+        await s.flush()
+        result = entry_json(node)
+    log.info("commit %s rev=%d size=%d chunks=%d new_chunks=%d", op, rev.id, upload.size,
+             upload.chunk_count, len(candidates))
+    return result

@@ -1,0 +1,1 @@
+"""Persistence: the metadata database (``db``, ``models``, ``migrations``) and blob stores (``blobs``)."""

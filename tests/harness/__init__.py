@@ -1,0 +1,1 @@
+"""Real external services (S3, ...) started as subprocesses for tests."""

@@ -1,0 +1,215 @@
+"""Uploads and downloads end to end against a real server, on both storage stacks."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from python_client.transfer import PART_SUFFIX, TransferStats
+from server.core.chunking import chunk_file
+from server.core.errors import ErrorCode, SatchelError
+from tests.conftest import PASSWORD, api, random_file
+from tests.harness.server import VENV_BIN
+
+
+def sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(1 << 20):
+            h.update(piece)
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("size", [0, 1, 65_536, 3_000_000])
+async def test_round_trip_is_byte_identical(alice, tmp_path, size):
+    src = random_file(tmp_path / "src.bin", size)
+    entry = await alice.client.upload(src, "/a/b/file.bin")
+    assert entry["size"] == size and entry["path"] == "/a/b/file.bin" and entry["rev"]
+    out = await alice.client.download("/a/b/file.bin", tmp_path / "out.bin")
+    assert sha(tmp_path / "out.bin") == sha(src)
+    assert out["content_hash"] == entry["content_hash"]
+    assert not (tmp_path / ("out.bin" + PART_SUFFIX)).exists()
+
+
+async def test_multi_chunk_file_and_listing(alice, tmp_path):
+    src = random_file(tmp_path / "big.bin", 20 * 1024 * 1024 + 7)
+    await alice.client.upload(src, "/big.bin")
+    names = {e["name"]: e for e in await alice.client.list("/")}
+    assert names["big.bin"]["size"] == src.stat().st_size
+    await alice.client.download("/big.bin", tmp_path / "copy.bin")
+    assert sha(tmp_path / "copy.bin") == sha(src)
+
+
+async def test_same_content_again_sends_no_chunk(alice, tmp_path):
+    src = random_file(tmp_path / "d.bin", 4 * 1024 * 1024)
+    first = TransferStats()
+    await alice.client.upload(src, "/one.bin", stats=first)
+    assert first.bytes_sent == src.stat().st_size
+    again = TransferStats()
+    await alice.client.upload(src, "/two.bin", stats=again)  # another path, same bytes
+    assert again.bytes_sent == 0 and again.chunks_sent == 0
+    same = TransferStats()
+    await alice.client.upload(src, "/one.bin", stats=same)  # same path: a new revision, zero bytes
+    assert same.bytes_sent == 0
+
+
+async def test_interrupted_upload_resumes_with_only_missing_chunks(alice, tmp_path):
+    src = random_file(tmp_path / "r.bin", 6 * 1024 * 1024)
+    refs = list(chunk_file(src))
+    assert len(refs) > 20
+    body = {"path": "/r.bin", "size": src.stat().st_size, "parent_rev": None,
+            "chunks": [[r.hex, r.size] for r in refs]}
+    info = await alice.client.start_upload(body)
+    assert info["missing_count"] == len({r.hex for r in refs})
+    # The "crash": half the chunks reach the store, then the client dies before committing.
+    sent = set()
+    with open(src, "rb") as f:
+        for m in info["missing"][: len(info["missing"]) // 2]:
+            ref = next(r for r in refs if r.hex == m["hash"])
+            f.seek(ref.offset)
+            resp = await alice.client.http.request(m["method"], m["url"], content=f.read(ref.size),
+                                                   headers=m["headers"])
+            assert resp.status_code < 300, resp.text
+            sent.add(m["hash"])
+    assert await alice.client.stat_or_none("/r.bin") is None  # nothing visible before commit
+    stats = TransferStats()
+    await alice.client.upload(src, "/r.bin", stats=stats)
+    expected = sum(r.size for r in {r.hex: r for r in refs}.values() if r.hex not in sent)
+    assert stats.bytes_sent == expected
+    await alice.client.download("/r.bin", tmp_path / "r.out")
+    assert sha(tmp_path / "r.out") == sha(src)
+
+
+async def test_killed_cli_upload_resumes(server, tmp_path, device_factory, make_user):
+    user = await make_user()
+    dev = device_factory("laptop")
+    dev.run("login", server.url, user.name, "--password-stdin", stdin=PASSWORD + "\n")
+    src = random_file(tmp_path / "k.bin", 96 * 1024 * 1024)
+    refs = list(chunk_file(src))
+    body = {"path": "/k.bin", "size": src.stat().st_size, "parent_rev": None,
+            "chunks": [[r.hex, r.size] for r in refs]}
+    env = {**os.environ, "SATCHEL_CONFIG_DIR": str(dev.config_dir)}
+    proc = subprocess.Popen([str(VENV_BIN / "satchel"), "put", "-q", str(src), "/k.bin"], env=env)
+    try:
+        # Kill it (SIGKILL: no clean-up) once some, not all, chunks are stored. Announcing the same
+        # content returns the CLI's own session, so its missing count shows the progress.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            missing = (await user.client.start_upload(body))["missing_count"]
+            if missing < len(refs) * 0.9:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert await user.client.stat_or_none("/k.bin") is None, "the kill came too late to test resume"
+    still_missing = await user.client.start_upload(body)
+    assert 0 < still_missing["missing_count"] < len(refs)
+    stats = TransferStats()
+    await user.client.upload(src, "/k.bin", stats=stats)
+    assert stats.bytes_sent == sum(m["size"] for m in still_missing["missing"])
+    await user.client.download("/k.bin", tmp_path / "k.out")
+    assert sha(tmp_path / "k.out") == sha(src)
+
+
+async def test_range_requests(alice, tmp_path, server):
+    src = random_file(tmp_path / "g.bin", 1_000_000)
+    entry = await alice.client.upload(src, "/g.bin")
+    data = src.read_bytes()
+    url = f"/api/v1/files/{entry['id']}/content"
+    full = api(server, "GET", url, alice.client.token)
+    assert full.status_code == 200 and full.content == data
+    assert full.headers["accept-ranges"] == "bytes" and full.headers["etag"]
+    for rng, lo, hi in [("bytes=0-0", 0, 1), ("bytes=100-199999", 100, 200_000),
+                        ("bytes=999990-", 999_990, 1_000_000), ("bytes=-10", 999_990, 1_000_000),
+                        ("bytes=500000-2000000", 500_000, 1_000_000)]:
+        r = api(server, "GET", url, alice.client.token, headers={"Range": rng})
+        assert r.status_code == 206, rng
+        assert r.content == data[lo:hi], rng
+        assert r.headers["content-range"] == f"bytes {lo}-{hi - 1}/1000000"
+    bad = api(server, "GET", url, alice.client.token, headers={"Range": "bytes=2000000-"})
+    assert bad.status_code == 416 and bad.json()["error"] == "range_not_satisfiable"
+    assert bad.headers["content-range"] == "bytes */1000000"
+    cached = api(server, "GET", url, alice.client.token, headers={"If-None-Match": full.headers["etag"]})
+    assert cached.status_code == 304
+
+
+async def test_interrupted_download_resumes_and_reuses_local_chunks(alice, tmp_path):
+    src = random_file(tmp_path / "v1.bin", 8 * 1024 * 1024)
+    await alice.client.upload(src, "/v.bin")
+    # A half-finished earlier download: the first half of the bytes are in the part file.
+    target = tmp_path / "v.out"
+    part = tmp_path / ("v.out" + PART_SUFFIX)
+    with open(src, "rb") as f, open(part, "wb") as p:
+        p.write(f.read(4 * 1024 * 1024))
+    stats = TransferStats()
+    await alice.client.download("/v.bin", target, stats=stats)
+    assert sha(target) == sha(src)
+    assert stats.bytes_reused >= 3 * 1024 * 1024 and stats.bytes_received <= 5 * 1024 * 1024
+    # Delta download: a small edit upstream; the old local copy supplies every other chunk.
+    edited = tmp_path / "v2.bin"
+    data = bytearray(src.read_bytes())
+    data[4_000_000:4_000_000] = b"inserted!"
+    edited.write_bytes(bytes(data))
+    await alice.client.upload(edited, "/v.bin")
+    stats = TransferStats()
+    await alice.client.download("/v.bin", target, stats=stats)
+    assert sha(target) == sha(edited)
+    assert stats.bytes_received < 600_000, stats
+
+
+async def test_two_cli_devices_round_trip(server, tmp_path, device_factory, make_user):
+    user = await make_user()
+    laptop, desktop = device_factory("laptop"), device_factory("desktop")
+    for d, name in ((laptop, "laptop"), (desktop, "desktop")):
+        d.run("login", server.url, user.name, "--password-stdin", "--device", name, stdin=PASSWORD + "\n")
+    src = random_file(tmp_path / "report.pdf", 2_500_000)
+    laptop.run("put", str(src), "/Work/")
+    listing = desktop.run("ls", "/Work", "--json")
+    assert '"report.pdf"' in listing.stdout
+    desktop.run("get", "/Work/report.pdf", str(tmp_path / "got.pdf"))
+    assert sha(tmp_path / "got.pdf") == sha(src)
+    devices = laptop.run("devices", "--json").stdout
+    assert "laptop" in devices and "desktop" in devices
+    info = desktop.run("info", "/Work/report.pdf", "--json").stdout
+    assert '"size": 2500000' in info
+
+
+async def test_upload_over_configured_max_size(start_server, make_user, tmp_path):
+    srv = start_server(SATCHEL_MAX_FILE_SIZE="1MB")
+    user = await make_user(srv=srv)
+    src = random_file(tmp_path / "x.bin", 1_000_001)
+    with pytest.raises(SatchelError) as err:
+        await user.client.upload(src, "/x.bin")
+    assert err.value.code is ErrorCode.too_large
+    random_file(tmp_path / "ok.bin", 1_000_000)
+    await user.client.upload(tmp_path / "ok.bin", "/ok.bin")
+
+
+async def test_chunk_urls_are_presigned_to_the_object_store_on_s3(server, alice, tmp_path):
+    src = random_file(tmp_path / "p.bin", 300_000)
+    refs = list(chunk_file(src))
+    info = await alice.client.start_upload({"path": "/p.bin", "size": 300_000, "parent_rev": None,
+                                            "chunks": [[r.hex, r.size] for r in refs]})
+    urls = [m["url"] for m in info["missing"]]
+    if "pg-s3" in str(server.data_dir):
+        assert all(not u.startswith(server.url) for u in urls) and all("X-Amz-Signature" in u for u in urls)
+    else:
+        assert all(u.startswith(server.url + "/api/v1/blobs/up/") for u in urls)
+    async with httpx.AsyncClient() as h:
+        for m in info["missing"]:
+            ref = next(r for r in refs if r.hex == m["hash"])
+            with open(src, "rb") as f:
+                f.seek(ref.offset)
+                assert (await h.put(m["url"], content=f.read(ref.size), headers=m["headers"])).status_code < 300
+    await alice.client.commit_upload(info["upload_id"])
+    listing = await alice.client.chunk_list((await alice.client.stat("/p.bin"))["id"])
+    assert [c["hash"] for c in listing["chunks"]] == [r.hex for r in refs]
