@@ -85,11 +85,15 @@ class User:
 
 
 @pytest.fixture
-async def make_user(server: ServerProcess) -> AsyncIterator[Callable[..., object]]:
+async def make_user(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., object]]:
+    """``await make_user(device, name=None, srv=None)``: a logged-in user (on ``server`` unless *srv*).
+
+    Asking for the same *name* again logs another device of that user in.
+    """
     clients: list[SatchelClient] = []
 
     async def make(device: str = "dev1", name: str | None = None, srv: ServerProcess | None = None) -> User:
-        srv = srv or server
+        srv = srv or request.getfixturevalue("server")
         name = name or "u" + secrets.token_hex(5)
         c = SatchelClient(srv.url)
         clients.append(c)
@@ -107,8 +111,8 @@ async def make_user(server: ServerProcess) -> AsyncIterator[Callable[..., object
 
 
 @pytest.fixture
-async def alice(make_user: Callable[..., object]) -> User:
-    return await make_user()  # type: ignore[no-any-return, misc]
+async def alice(make_user: Callable[..., object], server: ServerProcess) -> User:
+    return await make_user(srv=server)  # type: ignore[no-any-return, misc]
 
 
 @dataclass

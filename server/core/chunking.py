@@ -80,7 +80,7 @@ def chunk_stream(stream: BinaryIO, file_size: int) -> Iterator[ChunkRef]:
 def chunk_file(path: str | os.PathLike[str]) -> Iterator[ChunkRef]:
     with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
-        yield from chunk_stream(f, size)  # type: ignore[arg-type]
+        yield from chunk_stream(f, size)
 
 
 def chunk_bytes(data: bytes) -> list[ChunkRef]:

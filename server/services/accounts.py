@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from server.auth.passwords import hash_password, verify_password
 from server.auth.tokens import new_token, token_hash
@@ -61,8 +60,10 @@ async def create_user(
             s.add(ns)
             await s.flush()
             user.root_ns_id = ns.id
-    except IntegrityError as exc:
-        raise SatchelError(ErrorCode.user_exists, f"the user name {name!r} is taken") from exc
+    except SatchelError as exc:
+        if exc.code is ErrorCode.conflict:  # the unique index on users.name
+            raise SatchelError(ErrorCode.user_exists, f"the user name {name!r} is taken") from exc
+        raise
     return user
 
 

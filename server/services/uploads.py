@@ -305,7 +305,7 @@ async def commit(svc: Services, who: Principal, upload_id: str) -> dict[str, Any
         if candidates:
             rows = [{"owner_id": upload.owner_id, "hash": d, "size": n, "created_ms": now, "touched_ms": now}
                     for d, n in candidates]
-            stmt = _upsert_chunks(s.bind.dialect.name)
+            stmt = _upsert_chunks(svc.db.dialect)
             for i in range(0, len(rows), INSERT_BATCH):
                 await s.execute(stmt, rows[i:i + INSERT_BATCH])
         node = await tree.get_node(s, upload.ns_id, upload.path)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from server.core.errors import ErrorCode, SatchelError
@@ -48,6 +48,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.dialect = "sqlite" if self.is_sqlite else "postgresql"
         kwargs: dict[str, Any] = {}
         if not self.is_sqlite:
             kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=True)
@@ -64,6 +65,10 @@ class Database:
         try:
             async with self._read() as session:
                 yield session
+        except IntegrityError as exc:
+            # A unique constraint caught a race the checks before it could not see (two commits
+            # creating one path at once on PostgreSQL): the loser changed nothing and may retry.
+            raise SatchelError(ErrorCode.conflict, "a concurrent change got there first; try again") from exc
         except (OperationalError, DBAPIError) as exc:
             raise _unavailable(exc) from exc
 
@@ -73,6 +78,10 @@ class Database:
         try:
             async with self._write() as session, session.begin():
                 yield session
+        except IntegrityError as exc:
+            # A unique constraint caught a race the checks before it could not see (two commits
+            # creating one path at once on PostgreSQL): the loser changed nothing and may retry.
+            raise SatchelError(ErrorCode.conflict, "a concurrent change got there first; try again") from exc
         except (OperationalError, DBAPIError) as exc:
             raise _unavailable(exc) from exc
 

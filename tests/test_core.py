@@ -1,0 +1,128 @@
+"""Unit tests of the pure rules in server/core and server/auth (no I/O)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from server.auth.signing import UrlSigner
+from server.core import chunking, paths
+from server.core.errors import STATUS, ErrorCode, SatchelError
+from server.core.units import format_size, parse_duration, parse_size, parse_time
+from server.services.downloads import parse_range
+
+
+@pytest.mark.parametrize(("raw", "norm"), [
+    ("/", "/"), ("", "/"), ("a", "/a"), ("/a/b/", "/a/b"), ("/Ame\u0301lie", "/Am\u00e9lie"),
+    ("/with space/ünï", "/with space/ünï"), ("/emoji 😀.txt", "/emoji 😀.txt"),
+])
+def test_paths_normalize(raw, norm):
+    assert paths.normalize(raw) == norm
+
+
+@pytest.mark.parametrize("bad", [
+    "/a//b", "/a/../b", "/..", "/.", "/a/./b", "/a\x00b", "/a\nb", "/a\x7fb", "/a\x01", "/a\\b",
+    "/" + "x" * 256, "/" + "/".join(["abcdefgh"] * 500), None, 5, b"/a",
+])
+def test_paths_refuse(bad):
+    with pytest.raises(SatchelError) as err:
+        paths.normalize(bad)
+    assert err.value.code is ErrorCode.invalid_path
+
+
+def test_paths_helpers():
+    assert paths.parent("/a/b/c") == "/a/b" and paths.parent("/a") == "/" and paths.parent("/") == "/"
+    assert paths.ancestors("/a/b/c") == ["/a", "/a/b"] and paths.ancestors("/a") == []
+    lo, hi = paths.descendant_range("/a")
+    inside = ["/a/b", "/a/%", "/a/_", "/a/z/y"]
+    outside = ["/a", "/ab", "/a0", "/a-b", "/b", "/a.txt"]
+    assert all(lo <= p < hi for p in inside) and not any(lo <= p < hi for p in outside)
+    assert paths.is_within("/a/b", "/a") and not paths.is_within("/ab", "/a")
+
+
+@given(st.text(max_size=60))
+def test_paths_normalize_is_idempotent_or_refuses(text):
+    try:
+        once = paths.normalize(text)
+    except SatchelError as exc:
+        assert exc.code is ErrorCode.invalid_path
+        return
+    assert paths.normalize(once) == once
+    assert ".." not in once.split("/") and "\x00" not in once
+
+
+def test_avg_chunk_size_tiers():
+    assert chunking.avg_chunk_size(0) == 64 * 1024
+    assert chunking.avg_chunk_size(256 * 1024**2) == 64 * 1024
+    assert chunking.avg_chunk_size(256 * 1024**2 + 1) == 128 * 1024
+    assert chunking.avg_chunk_size(1024**3) == 256 * 1024
+    assert chunking.avg_chunk_size(50 * 1000**3) == 4 * 1024**2
+    assert 50 * 1000**3 / chunking.avg_chunk_size(50 * 1000**3) < 13_000
+
+
+def test_chunking_is_deterministic_and_local(tmp_path):
+    data = os.urandom(3_000_000)
+    a = chunking.chunk_bytes(data)
+    assert sum(c.size for c in a) == len(data) and a[0].offset == 0
+    assert all(c.size <= 4 * chunking.avg_chunk_size(len(data)) for c in a)
+    p = tmp_path / "f"
+    p.write_bytes(data)
+    assert [(c.offset, c.size, c.digest) for c in chunking.chunk_file(p)] == [(c.offset, c.size, c.digest) for c in a]
+    edited = data[:1_500_000] + b"X" + data[1_500_000:]
+    b = chunking.chunk_bytes(edited)
+    changed = {c.digest for c in b} - {c.digest for c in a}
+    assert 1 <= len(changed) <= 3  # an insert only changes the chunks around it
+
+
+def test_content_hash_of_empty_file_is_blake3_of_nothing():
+    assert chunking.content_hash([]) == "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+
+
+def test_units():
+    assert parse_size("10GiB") == 10 * 1024**3 and parse_size("5MB") == 5_000_000 and parse_size("7") == 7
+    assert parse_duration("90s") == 90 and parse_duration("3d") == 3 * 86400 and parse_duration("2") == 2
+    assert abs(parse_time("2h").timestamp() - (time.time() - 7200)) < 5
+    assert parse_time("2026-01-02T03:04:05").tzinfo is not None
+    assert format_size(1536) == "1.5 KiB"
+    for bad in ("ten", "5XB", "-1"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+    with pytest.raises(ValueError):
+        parse_time("yesterday")
+
+
+def test_signed_urls():
+    s = UrlSigner("k1")
+    url = s.sign("PUT", "/x/y", {"o": 1, "n": 5}, ttl=60)
+    path, _, query = url.partition("?")
+    params = dict(p.split("=", 1) for p in query.split("&"))
+    assert s.verify("PUT", path, params)["o"] == "1"
+    for tamper in ({"o": "2"}, {"n": "6"}, {"exp": str(int(params["exp"]) + 1)}, {"sig": "A" + params["sig"][1:]}):
+        with pytest.raises(SatchelError) as err:
+            s.verify("PUT", path, params | tamper)
+        assert err.value.code is ErrorCode.bad_signature
+    with pytest.raises(SatchelError):
+        s.verify("GET", path, params)  # another method
+    with pytest.raises(SatchelError):
+        UrlSigner("k2").verify("PUT", path, params)  # another server's key
+    old = s.sign("PUT", "/x/y", {}, ttl=-1)
+    with pytest.raises(SatchelError) as err:
+        s.verify("PUT", "/x/y", dict(p.split("=", 1) for p in old.split("?")[1].split("&")))
+    assert err.value.code is ErrorCode.url_expired
+
+
+def test_range_parsing():
+    assert parse_range(None, 10) is None and parse_range("bytes=0-", 10) == (0, 10)
+    assert parse_range("bytes=-3", 10) == (7, 10) and parse_range("bytes=2-4", 10) == (2, 5)
+    assert parse_range("bytes=0-1,3-4", 10) is None and parse_range("items=1-2", 10) is None
+    for bad in ("bytes=10-", "bytes=5-2", "bytes=-0"):
+        with pytest.raises(SatchelError):
+            parse_range(bad, 10)
+
+
+def test_every_error_code_has_a_status():
+    assert set(STATUS) == set(ErrorCode)
