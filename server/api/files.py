@@ -54,24 +54,21 @@ async def start_upload(request: Request) -> Response:
     return JSONResponse(await uploads.start(services(request), who, body, base_url(request)))
 
 
-async def upload_status(request: Request) -> Response:
-    """An upload session with the chunks still missing (fresh URLs): how a client resumes."""
+async def upload_session(request: Request) -> Response:
+    """GET: the upload session with the chunks still missing (fresh URLs), how a client resumes.
+    DELETE: abandon it (204)."""
     who = await principal(request)
-    return JSONResponse(await uploads.status(services(request), who, request.path_params["upload_id"],
-                                             base_url(request)))
+    upload_id = request.path_params["upload_id"]
+    if request.method == "DELETE":
+        await uploads.abandon(services(request), who, upload_id)
+        return Response(status_code=204)
+    return JSONResponse(await uploads.status(services(request), who, upload_id, base_url(request)))
 
 
 async def commit_upload(request: Request) -> Response:
     """Make the uploaded file visible as a new revision, atomically. 409 conflict / missing_chunks."""
     who = await principal(request)
     return JSONResponse(await uploads.commit(services(request), who, request.path_params["upload_id"]))
-
-
-async def abandon_upload(request: Request) -> Response:
-    """Drop an upload session. 204."""
-    who = await principal(request)
-    await uploads.abandon(services(request), who, request.path_params["upload_id"])
-    return Response(status_code=204)
 
 
 async def put_chunk(request: Request) -> Response:
@@ -144,8 +141,7 @@ routes = [
     Route("/api/v1/files/{file_id}", file_info, methods=["GET"]),
     Route("/api/v1/files/{file_id}/chunks", file_chunks, methods=["GET"]),
     Route("/api/v1/files/{file_id}/content", file_content, methods=["GET", "HEAD"]),
-    Route("/api/v1/uploads/{upload_id}", upload_status, methods=["GET"]),
-    Route("/api/v1/uploads/{upload_id}", abandon_upload, methods=["DELETE"]),
+    Route("/api/v1/uploads/{upload_id}", upload_session, methods=["GET", "DELETE"]),
     Route("/api/v1/uploads/{upload_id}/commit", commit_upload, methods=["POST"]),
     Route("/api/v1/blobs/up/{upload_id}/{hash}", put_chunk, methods=["PUT"]),
     Route("/api/v1/blobs/down/{owner_id}/{hash}", get_chunk, methods=["GET"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,7 +17,9 @@ from server.services import accounts
 from server.services.context import Principal, Services
 
 log = logging.getLogger(__name__)
+_INTEGER = re.compile(r"-?[0-9]+")
 MAX_JSON_BODY = 64 * 1024 * 1024  # a 200,000-chunk announcement is ~16 MB of JSON
+MAX_INT = 2**31 - 1  # ids, revisions and chunk indexes are 32-bit INTEGER columns in PostgreSQL
 
 
 def services(request: Request) -> Services:
@@ -49,7 +52,7 @@ async def json_body(request: Request) -> dict[str, Any]:
             raise SatchelError(ErrorCode.too_large, "request body too large", limit=MAX_JSON_BODY)
     try:
         body = json.loads(buf)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: '[[[[…' nested too deep
         raise SatchelError(ErrorCode.bad_request, "the body is not valid JSON") from exc
     if not isinstance(body, dict):
         raise SatchelError(ErrorCode.bad_request, "the body must be a JSON object")
@@ -60,19 +63,19 @@ def query_int(request: Request, name: str, default: int | None = None) -> int | 
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        val = int(raw)
-    except ValueError as exc:
-        raise SatchelError(ErrorCode.bad_request, f"'{name}' must be an integer", field=name) from exc
-    if val < 0:
+    if not _INTEGER.fullmatch(raw):  # not int(): it also takes ' 1', '1_0' and non-ASCII digits
+        raise SatchelError(ErrorCode.bad_request, f"'{name}' must be an integer", field=name)
+    if raw.startswith("-"):
         raise SatchelError(ErrorCode.bad_request, f"'{name}' must be >= 0", field=name)
-    return val
+    if len(raw) > 10 or int(raw) > MAX_INT:  # the database would refuse it (PostgreSQL) or overflow
+        raise SatchelError(ErrorCode.bad_request, f"'{name}' must be <= {MAX_INT}", field=name)
+    return int(raw)
 
 
 def path_int(request: Request, name: str) -> int:
-    raw = request.path_params[name]
-    if not str(raw).isdigit() or len(str(raw)) > 18:
-        raise SatchelError(ErrorCode.not_found, "not found")
+    raw = str(request.path_params[name])
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > MAX_INT:
+        raise SatchelError(ErrorCode.not_found, "not found")  # no such id can exist
     return int(raw)
 
 
@@ -92,7 +95,9 @@ async def on_http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: ErrorCode.not_found, 405: ErrorCode.method_not_allowed}.get(exc.status_code,
                                                                             ErrorCode.bad_request)
-    return JSONResponse({"error": code.value, "message": str(exc.detail)}, status_code=exc.status_code)
+    # exc.headers carries the Allow header a 405 must have (RFC 9110, 15.5.6).
+    return JSONResponse({"error": code.value, "message": str(exc.detail)}, status_code=exc.status_code,
+                        headers=exc.headers)
 
 
 async def on_unexpected(_request: Request, exc: Exception) -> Response:

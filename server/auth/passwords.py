@@ -24,7 +24,7 @@ async def verify_password(stored_hash: str | None, password: str) -> bool:
     def check() -> bool:
         try:
             return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
-        except (VerificationError, InvalidHashError):
+        except (VerificationError, InvalidHashError, UnicodeEncodeError):  # a lone surrogate matches nothing
             return False
 
     return await asyncio.to_thread(check)

@@ -37,6 +37,9 @@ class ErrorCode(StrEnum):
     quota_exceeded = "quota_exceeded"
     range_not_satisfiable = "range_not_satisfiable"
     method_not_allowed = "method_not_allowed"
+    bad_cursor = "bad_cursor"  # not a cursor, or one of another namespace: start from a full listing
+    cursor_expired = "cursor_expired"  # the journal no longer reaches back that far: full listing
+    too_many_requests = "too_many_requests"  # in-flight or subscription limit of a connection
     unavailable = "unavailable"  # a backend (database, blob store) failed; retry later
     internal = "internal"
 
@@ -60,6 +63,9 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.not_a_directory: 409,
     ErrorCode.is_a_directory: 409,
     ErrorCode.conflict: 409,
+    ErrorCode.bad_cursor: 400,
+    ErrorCode.cursor_expired: 410,
+    ErrorCode.too_many_requests: 429,
     ErrorCode.missing_chunks: 409,
     ErrorCode.upload_committed: 409,
     ErrorCode.upload_expired: 410,

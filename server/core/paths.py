@@ -17,7 +17,8 @@ ROOT = "/"
 
 
 def _bad(message: str, path: str) -> SatchelError:
-    return SatchelError(ErrorCode.invalid_path, message, path=path)
+    # The refused path is echoed back as JSON, so a lone surrogate in it must not break the encoding.
+    return SatchelError(ErrorCode.invalid_path, message, path=path.encode("utf-8", "backslashreplace").decode())
 
 
 def validate_segment(segment: str, path: str) -> str:

@@ -29,15 +29,25 @@ def check_user_name(name: object) -> str:
     return name
 
 
+def is_utf8(text: str) -> bool:
+    """False for strings with lone surrogates (JSON can carry them, UTF-8 cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_password(password: object) -> str:
-    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+    if (not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD
+            or not is_utf8(password)):
         raise SatchelError(ErrorCode.bad_request,
                            f"a password is {MIN_PASSWORD} to {MAX_PASSWORD} characters")
     return password
 
 
 def check_device(name: object, kind: object) -> tuple[str, str]:
-    if not isinstance(name, str) or not 1 <= len(name) <= 64 or any(ord(c) < 0x20 for c in name):
+    if not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.isprintable():
         raise SatchelError(ErrorCode.invalid_name, "a device name is 1-64 printable characters")
     if kind not in DEVICE_KINDS:
         raise SatchelError(ErrorCode.bad_request, f"device kind must be one of {', '.join(DEVICE_KINDS)}")
@@ -72,8 +82,10 @@ async def login(svc: Services, name: object, password: object, device_name: obje
     if not isinstance(name, str) or not isinstance(password, str):
         raise SatchelError(ErrorCode.bad_request, "name and password are required strings")
     dname, dkind = check_device(device_name, device_kind)
-    async with svc.db.read() as s:
-        user = (await s.execute(select(User).where(User.name == name))).scalar_one_or_none()
+    user = None
+    if USER_NAME.fullmatch(name):  # no other name can exist; a NUL would be a database error
+        async with svc.db.read() as s:
+            user = (await s.execute(select(User).where(User.name == name))).scalar_one_or_none()
     ok = await verify_password(user.password_hash if user else None, password)
     if not ok or user is None:
         raise SatchelError(ErrorCode.bad_credentials, "wrong user name or password")

@@ -85,7 +85,8 @@ def chunk_key(svc: Services, owner_id: int, hex_hash: str, query: dict[str, str]
         raise SatchelError(ErrorCode.bad_signature, "malformed signed URL") from exc
 
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# At most 18 digits: longer numbers are ignored like any unparseable header (int() gives up at 4300).
+_RANGE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})")
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -71,6 +71,18 @@ async def ensure_parents(s: AsyncSession, who: Principal, ns_id: int, path: str)
             raise SatchelError(ErrorCode.not_a_directory, f"{folder} is a file, not a folder", path=folder)
 
 
+async def check_parents(s: AsyncSession, ns_id: int, path: str) -> None:
+    """Raise not_a_directory if a file sits above *path* (what ``ensure_parents`` would refuse)."""
+    above = paths.ancestors(path)
+    if not above:
+        return
+    blocker = (await s.execute(
+        select(Node.path).where(live(ns_id), Node.path.in_(above), Node.kind != "dir").limit(1)
+    )).scalar_one_or_none()
+    if blocker is not None:
+        raise SatchelError(ErrorCode.not_a_directory, f"{blocker} is a file, not a folder", path=blocker)
+
+
 async def stat(svc: Services, who: Principal, path: object) -> dict[str, Any]:
     loc = locate(who, path)
     async with svc.db.read() as s:
@@ -86,6 +98,8 @@ async def list_folder(svc: Services, who: Principal, path: object, after: str | 
                       limit: int = LIST_PAGE) -> dict[str, Any]:
     loc = locate(who, path)
     limit = max(1, min(limit, LIST_PAGE))
+    if after:  # the cursor is a path from an earlier page; anything else (a NUL, say) is refused here
+        after = paths.normalize(after)
     async with svc.db.read() as s:
         if loc.path != paths.ROOT:
             node = await get_node(s, loc.ns_id, loc.path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 INSERT_BATCH = 5000
 VERIFY_CONCURRENCY = 16
 MISSING_REPORT_LIMIT = 1000
+MAX_MTIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: later times have no ISO 8601 form
+UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # what new_id() makes
+HEX_HASH = re.compile(f"[0-9a-fA-F]{{{2 * chunking.HASH_BYTES}}}")
 
 
 def blob_path(upload_id: str, hex_hash: str) -> str:
@@ -45,12 +49,15 @@ def blob_path(upload_id: str, hex_hash: str) -> str:
 
 # ---------------------------------------------------------------- request validation
 
-def _int(body: dict[str, Any], key: str, *, required: bool = True, minimum: int = 0) -> int | None:
+def _int(body: dict[str, Any], key: str, *, required: bool = True, minimum: int = 0,
+         maximum: int | None = None) -> int | None:
     val = body.get(key)
     if val is None and not required:
         return None
     if not isinstance(val, int) or isinstance(val, bool) or val < minimum:
         raise SatchelError(ErrorCode.bad_request, f"'{key}' must be an integer >= {minimum}", field=key)
+    if maximum is not None and val > maximum:
+        raise SatchelError(ErrorCode.bad_request, f"'{key}' must be <= {maximum}", field=key)
     return val
 
 
@@ -68,13 +75,11 @@ def parse_chunk_list(raw: object, size: int, max_chunks: int) -> list[tuple[byte
                 and isinstance(item[1], int) and not isinstance(item[1], bool)):
             raise SatchelError(ErrorCode.bad_request, "each chunk is [hex hash, size]", field="chunks")
         hex_hash, csize = item
-        if len(hex_hash) != 2 * chunking.HASH_BYTES:
+        # A pattern, not just bytes.fromhex: that one skips whitespace, so 64 characters could be fewer bytes.
+        if not HEX_HASH.fullmatch(hex_hash):
             raise SatchelError(ErrorCode.bad_request, "a chunk hash is 64 hex digits (BLAKE3-256)",
                                field="chunks")
-        try:
-            digest = bytes.fromhex(hex_hash)
-        except ValueError as exc:
-            raise SatchelError(ErrorCode.bad_request, "a chunk hash is not hex", field="chunks") from exc
+        digest = bytes.fromhex(hex_hash)
         if not 0 < csize <= chunking.MAX_CHUNK_SIZE:
             raise SatchelError(ErrorCode.bad_request,
                                f"a chunk is 1 to {chunking.MAX_CHUNK_SIZE} bytes", field="chunks")
@@ -157,7 +162,8 @@ async def _owner_quota_check(s: AsyncSession, owner_id: int, new_size: int, old_
 
 
 async def _load(s: AsyncSession, who: Principal, upload_id: str) -> Upload:
-    upload = await s.get(Upload, upload_id)
+    # An id from the URL that new_id() cannot have made (NUL, 1000 characters) never reaches the database.
+    upload = await s.get(Upload, upload_id) if UPLOAD_ID.fullmatch(upload_id) else None
     if upload is None or upload.user_id != who.user_id:
         raise SatchelError(ErrorCode.not_found, "no such upload")
     return upload
@@ -177,10 +183,13 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
         raise SatchelError(ErrorCode.too_large, f"files are limited to {svc.config.max_file_size} bytes",
                            limit=svc.config.max_file_size)
     parent_rev = _int(body, "parent_rev", required=False)
-    mtime = _int(body, "mtime", required=False)
+    mtime = _int(body, "mtime", required=False, maximum=MAX_MTIME_MS)
     mime = body.get("mime")
-    if mime is not None and (not isinstance(mime, str) or len(mime) > 255):
-        raise SatchelError(ErrorCode.bad_request, "'mime' must be a string of at most 255 characters")
+    # Printable ASCII: downloads send it back as the Content-Type header.
+    if mime is not None and (not isinstance(mime, str) or len(mime) > 255
+                             or not (mime.isascii() and mime.isprintable())):
+        raise SatchelError(ErrorCode.bad_request,
+                           "'mime' must be printable ASCII of at most 255 characters", field="mime")
     chunks = parse_chunk_list(body.get("chunks"), size, svc.config.max_chunks)
     chash = chunking.content_hash(d for d, _ in chunks)
     now = now_ms()
@@ -189,6 +198,8 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
         node = await tree.get_node(s, loc.ns_id, loc.path)
         if node is not None and node.kind == "dir":
             raise SatchelError(ErrorCode.is_a_directory, f"{loc.path} is a folder", path=loc.path)
+        if node is None:  # below a file: fail now, not after every chunk was sent
+            await tree.check_parents(s, loc.ns_id, loc.path)
         head = node.head_rev_id if node else None
         if head != parent_rev:  # fail before any byte is sent; commit checks again
             raise SatchelError(ErrorCode.conflict, "the file changed since the revision you edited",
