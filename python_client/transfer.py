@@ -17,8 +17,11 @@ import asyncio
 import contextlib
 import mimetypes
 import os
+import queue
 import random
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +29,14 @@ from typing import Any
 import httpx
 
 from python_client.api import SatchelClient, raise_for_error
-from server.core.chunking import chunk_file, hash_bytes, new_hasher
+from python_client.http1 import Http1Pool
+from server.core import chunking
+from server.core.chunking import ChunkRef, chunk_file, hash_bytes, new_hasher
 from server.core.errors import ErrorCode, SatchelError
 
 PART_SUFFIX = ".satchel-part"
 RUN_LIMIT = 64 * 1024 * 1024  # split big ranged downloads so they run in parallel
+FLUSH_EVERY = 64 * 1024 * 1024  # start writeback of a download every this many bytes
 RETRIES = 6
 Progress = Callable[[int], None]
 
@@ -81,6 +87,48 @@ async def _pool(n: int, jobs: list[Any], work: Callable[[Any], Any]) -> None:
 
 # ------------------------------------------------------------------------- upload
 
+PIPELINE_BYTES = 16 * 1024 * 1024  # chunk bytes queued between the cutting and the hashing thread
+
+
+def chunk_file_pipelined(path: str | os.PathLike[str]) -> list[ChunkRef]:
+    """Same result as ``list(chunk_file(path))``, ~25% faster on two cores: one thread cuts
+    (pyfastcdc) while the calling thread hashes (blake3); both release the GIL. The queue holds
+    at most ~PIPELINE_BYTES (a few chunks), so memory stays flat."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        cutter = chunking._chunker(size)  # the protocol's parameters, shared with chunk_file
+        depth = max(2, PIPELINE_BYTES // chunking.avg_chunk_size(size))
+        q: queue.Queue[tuple[int, bytes] | BaseException | None] = queue.Queue(maxsize=depth)
+        stop = threading.Event()
+
+        def cut() -> None:
+            try:
+                for c in cutter.cut_stream(f):
+                    if stop.is_set():
+                        return
+                    q.put((c.offset, bytes(c.data)))  # c.data points into a reused buffer
+                q.put(None)
+            except BaseException as exc:  # handed to the hashing side
+                q.put(exc)
+
+        worker = threading.Thread(target=cut, name="satchel-cdc", daemon=True)
+        worker.start()
+        refs: list[ChunkRef] = []
+        try:
+            while (item := q.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                offset, data = item
+                refs.append(ChunkRef(offset, len(data), hash_bytes(data)))
+        finally:
+            stop.set()
+            while worker.is_alive():  # unblock a producer waiting on a full queue
+                with contextlib.suppress(queue.Empty):
+                    q.get_nowait()
+                worker.join(0.01)
+    return refs
+
+
 class UrlExpired(Exception):
     pass
 
@@ -93,7 +141,7 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     stats = stats or TransferStats()
     path = Path(local)
     before = path.stat()
-    refs = await asyncio.to_thread(lambda: list(chunk_file(path)))
+    refs = await asyncio.to_thread(chunk_file_pipelined, path)
     if path.stat().st_mtime_ns != before.st_mtime_ns or path.stat().st_size != before.st_size:
         raise SatchelError(ErrorCode.conflict, f"{path} changed while it was being read; try again")
     stats.chunks_total = len(refs)
@@ -112,10 +160,11 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     info = await client.start_upload(body)
     advance = progress(sum(m["size"] for m in info["missing"]), len(info["missing"])) if progress else None
     fd = os.open(path, os.O_RDONLY)
+    pool = Http1Pool(client.server)
     try:
         for attempt in range(RETRIES):
             try:
-                await _send_chunks(client, fd, info["missing"], where, stats, advance)
+                await _send_chunks(client, pool, fd, info["missing"], where, stats, advance)
                 return await client.commit_upload(info["upload_id"])
             except UrlExpired:
                 pass
@@ -127,9 +176,27 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         raise SatchelError(ErrorCode.missing_chunks, "the server keeps missing chunks; giving up")
     finally:
         os.close(fd)
+        await pool.aclose()
 
 
-async def _send_chunks(client: SatchelClient, fd: int, missing: list[dict[str, Any]],
+async def _put(client: SatchelClient, pool: Http1Pool, m: dict[str, Any], data: bytes) -> tuple[int, bytes]:
+    """PUT one chunk: through the lean pool when the URL is this server's, else httpx (S3)."""
+    if m["method"] == "PUT" and pool.handles(m["url"]):
+        head, body = await pool.put(m["url"], data, m["headers"])
+        if head.status >= 400 and not (head.status in (400, 403) and b"expired" in body.lower()):
+            if head.status >= 500:
+                raise SatchelError(ErrorCode.unavailable, f"HTTP {head.status}")
+            raise_for_error(head.response(body))
+        return head.status, body
+    resp = await client.http.request(m["method"], m["url"], content=data, headers=m["headers"])
+    if resp.status_code >= 400 and not (resp.status_code in (400, 403) and b"expired" in resp.content.lower()):
+        if resp.status_code >= 500:
+            raise SatchelError(ErrorCode.unavailable, f"HTTP {resp.status_code}")
+        raise_for_error(resp)
+    return resp.status_code, resp.content
+
+
+async def _send_chunks(client: SatchelClient, pool: Http1Pool, fd: int, missing: list[dict[str, Any]],
                        where: dict[str, tuple[int, int]], stats: TransferStats,
                        advance: Progress | None) -> None:
     async def send(m: dict[str, Any]) -> None:
@@ -139,12 +206,9 @@ async def _send_chunks(client: SatchelClient, fd: int, missing: list[dict[str, A
             raise SatchelError(ErrorCode.conflict, "the file changed while it was being uploaded")
         for attempt in range(RETRIES):
             try:
-                resp = await client.http.request(m["method"], m["url"], content=data, headers=m["headers"])
-                if resp.status_code in (400, 403) and b"expired" in resp.content.lower():
+                status, body = await _put(client, pool, m, data)
+                if status in (400, 403) and b"expired" in body.lower():
                     raise UrlExpired()
-                if resp.status_code >= 500:
-                    raise SatchelError(ErrorCode.unavailable, f"HTTP {resp.status_code}")
-                raise_for_error(resp)
                 stats.bytes_sent += size
                 stats.chunks_sent += 1
                 if advance:
@@ -208,41 +272,77 @@ def _runs(needed: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return runs
 
 
-async def _fetch_run(client: SatchelClient, fd: int, file_id: int, rev: int, run: list[dict[str, Any]],
-                     stats: TransferStats, advance: Progress | None) -> None:
+class _PartFile:
+    """Writes into the part file from worker threads (the event loop keeps receiving meanwhile)
+    and, every ``FLUSH_EVERY`` bytes, starts an ``fdatasync`` in the background so the final
+    fsync waits only for the tail, not for the whole file (1 GiB: ~1 s here). ``settle`` waits
+    for every write and flush, even of a cancelled caller, before the descriptor may be closed."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._threads = ThreadPoolExecutor(3, thread_name_prefix="satchel-write")
+        self._unflushed = 0
+        self._flushing: Future[None] | None = None
+
+    async def write(self, data: bytes | memoryview, pos: int) -> None:
+        await asyncio.wrap_future(self._threads.submit(os.pwrite, self.fd, data, pos))
+        self._unflushed += len(data)
+        if self._unflushed >= FLUSH_EVERY and (self._flushing is None or self._flushing.done()):
+            self._unflushed = 0
+            self._flushing = self._threads.submit(os.fdatasync, self.fd)  # errors: the final fsync says
+
+    async def settle(self) -> None:
+        await asyncio.to_thread(self._threads.shutdown, True)
+
+
+async def _fetch_run(client: SatchelClient, pool: Http1Pool, out: _PartFile, file_id: int, rev: int,
+                     run: list[dict[str, Any]], stats: TransferStats, advance: Progress | None) -> None:
     """GET the byte range covering *run*, verifying and writing chunk by chunk; resume on failure."""
     pending = list(run)
+
+    async def consume(start: int, pieces: Any) -> None:
+        cur, hasher, pos, filled = pending[0], new_hasher(), start, 0
+        end = pending[-1]["offset"] + pending[-1]["size"]
+        async for piece in pieces:
+            view = memoryview(piece)[:end - pos]
+            await out.write(view, pos)  # a range is contiguous: one write per piece
+            while view:
+                take = min(len(view), cur["size"] - filled)
+                hasher.update(view[:take])
+                pos, filled, view = pos + take, filled + take, view[take:]
+                stats.bytes_received += take
+                if advance:
+                    advance(take)
+                if filled == cur["size"]:
+                    if hasher.hexdigest() != cur["hash"]:
+                        raise SatchelError(ErrorCode.hash_mismatch, "downloaded chunk is corrupt")
+                    pending.pop(0)
+                    if not pending:
+                        return
+                    cur, hasher, filled = pending[0], new_hasher(), 0
+        raise httpx.ReadError("response ended early")
+
+    url = client.content_url(file_id)
     for attempt in range(RETRIES):
         start, end = pending[0]["offset"], pending[-1]["offset"] + pending[-1]["size"]
+        headers = {**client._headers(), "Range": f"bytes={start}-{end - 1}"}
         try:
-            async with client.http.stream(
-                "GET", client.content_url(file_id), params={"rev": rev},
-                headers={**client._headers(), "Range": f"bytes={start}-{end - 1}"},
-            ) as resp:
+            if pool.handles(url):
+                async with pool.get(f"{url}?rev={rev}", headers) as (head, pieces):
+                    if head.status != 206:
+                        body = b"".join([p async for p in pieces])
+                        if head.status >= 400:
+                            raise_for_error(head.response(body))
+                        raise SatchelError(ErrorCode.unavailable, f"expected 206, got {head.status}")
+                    await consume(start, pieces)
+                    return
+            async with client.http.stream("GET", url, params={"rev": rev}, headers=headers) as resp:
                 if resp.status_code != 206:
                     await resp.aread()
                     raise_for_error(resp)
                     raise SatchelError(ErrorCode.unavailable, f"expected 206, got {resp.status_code}")
-                cur, hasher, pos, filled = pending[0], new_hasher(), start, 0
-                async for piece in resp.aiter_bytes(1024 * 1024):
-                    view = memoryview(piece)
-                    while view:
-                        take = min(len(view), cur["size"] - filled)
-                        part = view[:take]
-                        hasher.update(part)
-                        os.pwrite(fd, part, pos)
-                        pos, filled, view = pos + take, filled + take, view[take:]
-                        stats.bytes_received += take
-                        if advance:
-                            advance(take)
-                        if filled == cur["size"]:
-                            if hasher.hexdigest() != cur["hash"]:
-                                raise SatchelError(ErrorCode.hash_mismatch, "downloaded chunk is corrupt")
-                            pending.pop(0)
-                            if not pending:
-                                return
-                            cur, hasher, filled = pending[0], new_hasher(), 0
-                raise httpx.ReadError("response ended early")
+                await consume(start, resp.aiter_bytes(1024 * 1024))
+                return
         except Exception as exc:
             if not (_retryable(exc) or (isinstance(exc, SatchelError) and exc.code is ErrorCode.hash_mismatch)) \
                     or attempt == RETRIES - 1:
@@ -288,6 +388,8 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     part = target.with_name(target.name + PART_SUFFIX)
     part_existed = part.exists()
     fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+    pool = Http1Pool(client.server)
+    out = _PartFile(fd)
     try:
         os.ftruncate(fd, listing["size"])
         needed = await asyncio.to_thread(_reuse_local, fd, chunks, part_existed, target, stats)
@@ -295,12 +397,15 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
         server_hosted = all(c["url"].startswith(client.server) for c in needed[:1])
         if server_hosted:
             await _pool(client.parallel // 2 or 1, _runs(needed),
-                        lambda run: _fetch_run(client, fd, meta["id"], listing["rev"], run, stats, advance))
+                        lambda run: _fetch_run(client, pool, out, meta["id"], listing["rev"], run, stats, advance))
         else:
             await _pool(client.parallel, needed, lambda c: _fetch_direct(client, fd, c, stats, advance))
+        await out.settle()
         await asyncio.to_thread(os.fsync, fd)
     finally:
+        await out.settle()
         os.close(fd)
+        await pool.aclose()
     os.replace(part, target)
     with contextlib.suppress(OSError):
         dfd = os.open(target.parent, os.O_RDONLY)

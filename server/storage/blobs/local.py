@@ -3,11 +3,15 @@
 A chunk is written to ``ROOT/.tmp``, hashed on the way, and renamed into place only when size and
 hash match, so a reader never sees a partial or wrong chunk. ``sync`` is one ``syncfs`` of the
 store's file system (one call however many chunks an upload wrote) instead of an fsync per file.
+Every ``FLUSH_EVERY`` bytes received, a background ``syncfs`` (in a thread) starts writing them
+back while more arrive, so the ``sync`` at commit waits only for the tail instead of the whole
+file (1 GiB: ~1-2 s of commit on this kind of machine).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -22,6 +26,7 @@ from server.storage.blobs.base import BlobKey, DirectUrl
 
 log = logging.getLogger(__name__)
 READ_PIECE = 1024 * 1024
+FLUSH_EVERY = 64 * 1024 * 1024
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -41,10 +46,18 @@ class LocalBlobStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.tmp = self.root / ".tmp"
+        self._tmp_prefix = f"{self.tmp}/{secrets.token_hex(6)}-"
+        self._tmp_seq = 0
+        self._unflushed = 0
+        self._flushing: asyncio.Task[None] | None = None
 
     def _path(self, key: BlobKey) -> Path:
         h = key.hex
         return self.root / str(key.owner_id) / h[:2] / h[2:4] / h
+
+    def _str_path(self, key: BlobKey) -> str:
+        h = key.hex
+        return f"{self.root}/{key.owner_id}/{h[:2]}/{h[2:4]}/{h}"
 
     async def start(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -52,15 +65,34 @@ class LocalBlobStore:
             stale.unlink(missing_ok=True)
 
     async def close(self) -> None:
-        return None
+        if self._flushing is not None:
+            await self._flushing
 
     async def exists(self, key: BlobKey) -> bool:
-        return self._path(key).is_file()
+        return os.path.isfile(self._str_path(key))
+
+    def _written(self, n: int) -> None:
+        """Count bytes written; past FLUSH_EVERY, start a background writeback unless one runs."""
+        self._unflushed += n
+        if self._unflushed >= FLUSH_EVERY and (self._flushing is None or self._flushing.done()):
+            self._unflushed = 0
+            self._flushing = asyncio.get_running_loop().create_task(self._background_flush())
+
+    async def _background_flush(self) -> None:
+        try:
+            await asyncio.to_thread(_syncfs, self.root)
+        except OSError as exc:  # only an optimisation: the commit's sync() reports real failures
+            log.warning("background writeback failed: %s", exc)
 
     async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes]) -> None:
-        tmp = self.tmp / secrets.token_hex(12)
+        # Hot path (one call per uploaded chunk): plain string paths, no mkdir unless the rename
+        # finds the folder missing, no unlink once the rename succeeded (each saved syscall or
+        # pathlib object is ~5-60 us, against ~0.5 ms for the whole request).
+        self._tmp_seq += 1
+        tmp = f"{self._tmp_prefix}{self._tmp_seq}"
         hasher = new_hasher()
         received = 0
+        placed = False
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -81,14 +113,21 @@ class LocalBlobStore:
             if hasher.digest() != key.digest:
                 raise SatchelError(ErrorCode.hash_mismatch, "chunk bytes do not match their hash",
                                    hash=key.hex)
-            final = self._path(key)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
+            final = self._str_path(key)
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:  # first chunk in this ab/cd folder
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.replace(tmp, final)
+            placed = True
+            self._written(size)
         except OSError as exc:
             log.error("local blob store write failed: %s", exc)
             raise SatchelError(ErrorCode.unavailable, "the chunk store cannot write right now") from exc
         finally:
-            tmp.unlink(missing_ok=True)
+            if not placed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     async def read(self, key: BlobKey, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         try:
