@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from python_client.api import SatchelClient, raise_for_error
-from python_client.http1 import Http1Pool
+from python_client.chunk_http import ChunkHttp
 from server.core import chunking
 from server.core.chunking import ChunkRef, chunk_file, hash_bytes, new_hasher
 from server.core.errors import ErrorCode, SatchelError
@@ -160,7 +160,7 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     info = await client.start_upload(body)
     advance = progress(sum(m["size"] for m in info["missing"]), len(info["missing"])) if progress else None
     fd = os.open(path, os.O_RDONLY)
-    pool = Http1Pool(client.server)
+    pool = ChunkHttp(client.parallel)
     try:
         for attempt in range(RETRIES):
             try:
@@ -169,7 +169,9 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
             except UrlExpired:
                 pass
             except SatchelError as exc:
-                if exc.code is not ErrorCode.missing_chunks:
+                # hash/size mismatch at commit: a staged copy was damaged (e.g. a killed earlier run
+                # left a partial object); the server dropped it, and our bytes are hashed: send again.
+                if exc.code not in (ErrorCode.missing_chunks, ErrorCode.hash_mismatch, ErrorCode.size_mismatch):
                     raise
             await _backoff(attempt)
             info = await client.upload_status(info["upload_id"])
@@ -179,24 +181,17 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         await pool.aclose()
 
 
-async def _put(client: SatchelClient, pool: Http1Pool, m: dict[str, Any], data: bytes) -> tuple[int, bytes]:
-    """PUT one chunk: through the lean pool when the URL is this server's, else httpx (S3)."""
-    if m["method"] == "PUT" and pool.handles(m["url"]):
-        head, body = await pool.put(m["url"], data, m["headers"])
-        if head.status >= 400 and not (head.status in (400, 403) and b"expired" in body.lower()):
-            if head.status >= 500:
-                raise SatchelError(ErrorCode.unavailable, f"HTTP {head.status}")
-            raise_for_error(head.response(body))
-        return head.status, body
-    resp = await client.http.request(m["method"], m["url"], content=data, headers=m["headers"])
-    if resp.status_code >= 400 and not (resp.status_code in (400, 403) and b"expired" in resp.content.lower()):
-        if resp.status_code >= 500:
-            raise SatchelError(ErrorCode.unavailable, f"HTTP {resp.status_code}")
-        raise_for_error(resp)
-    return resp.status_code, resp.content
+async def _put(pool: ChunkHttp, m: dict[str, Any], data: bytes) -> tuple[int, bytes]:
+    """PUT one chunk to its signed URL (this server's or the object store's)."""
+    status, body = await pool.put(m["url"], data, m["headers"])
+    if status >= 400 and not (status in (400, 403) and b"expired" in body.lower()):
+        if status >= 500:
+            raise SatchelError(ErrorCode.unavailable, f"HTTP {status}")
+        raise_for_error(httpx.Response(status, content=body, headers={"content-type": "application/json"}))
+    return status, body
 
 
-async def _send_chunks(client: SatchelClient, pool: Http1Pool, fd: int, missing: list[dict[str, Any]],
+async def _send_chunks(client: SatchelClient, pool: ChunkHttp, fd: int, missing: list[dict[str, Any]],
                        where: dict[str, tuple[int, int]], stats: TransferStats,
                        advance: Progress | None) -> None:
     async def send(m: dict[str, Any]) -> None:
@@ -206,7 +201,7 @@ async def _send_chunks(client: SatchelClient, pool: Http1Pool, fd: int, missing:
             raise SatchelError(ErrorCode.conflict, "the file changed while it was being uploaded")
         for attempt in range(RETRIES):
             try:
-                status, body = await _put(client, pool, m, data)
+                status, body = await _put(pool, m, data)
                 if status in (400, 403) and b"expired" in body.lower():
                     raise UrlExpired()
                 stats.bytes_sent += size
@@ -295,7 +290,7 @@ class _PartFile:
         await asyncio.to_thread(self._threads.shutdown, True)
 
 
-async def _fetch_run(client: SatchelClient, pool: Http1Pool, out: _PartFile, file_id: int, rev: int,
+async def _fetch_run(client: SatchelClient, pool: ChunkHttp, out: _PartFile, file_id: int, rev: int,
                      run: list[dict[str, Any]], stats: TransferStats, advance: Progress | None) -> None:
     """GET the byte range covering *run*, verifying and writing chunk by chunk; resume on failure."""
     pending = list(run)
@@ -327,21 +322,14 @@ async def _fetch_run(client: SatchelClient, pool: Http1Pool, out: _PartFile, fil
         start, end = pending[0]["offset"], pending[-1]["offset"] + pending[-1]["size"]
         headers = {**client._headers(), "Range": f"bytes={start}-{end - 1}"}
         try:
-            if pool.handles(url):
-                async with pool.get(f"{url}?rev={rev}", headers) as (head, pieces):
-                    if head.status != 206:
-                        body = b"".join([p async for p in pieces])
-                        if head.status >= 400:
-                            raise_for_error(head.response(body))
-                        raise SatchelError(ErrorCode.unavailable, f"expected 206, got {head.status}")
-                    await consume(start, pieces)
-                    return
-            async with client.http.stream("GET", url, params={"rev": rev}, headers=headers) as resp:
-                if resp.status_code != 206:
-                    await resp.aread()
-                    raise_for_error(resp)
-                    raise SatchelError(ErrorCode.unavailable, f"expected 206, got {resp.status_code}")
-                await consume(start, resp.aiter_bytes(1024 * 1024))
+            async with pool.get(f"{url}?rev={rev}", headers) as (status, pieces, _headers):
+                if status != 206:
+                    body = b"".join([p async for p in pieces])
+                    if status >= 400:
+                        raise_for_error(httpx.Response(status, content=body,
+                                                       headers={"content-type": "application/json"}))
+                    raise SatchelError(ErrorCode.unavailable, f"expected 206, got {status}")
+                await consume(start, pieces)
                 return
         except Exception as exc:
             if not (_retryable(exc) or (isinstance(exc, SatchelError) and exc.code is ErrorCode.hash_mismatch)) \
@@ -350,18 +338,18 @@ async def _fetch_run(client: SatchelClient, pool: Http1Pool, out: _PartFile, fil
             await _backoff(attempt)
 
 
-async def _fetch_direct(client: SatchelClient, fd: int, chunk: dict[str, Any], stats: TransferStats,
+async def _fetch_direct(pool: ChunkHttp, out: _PartFile, chunk: dict[str, Any], stats: TransferStats,
                         advance: Progress | None) -> None:
+    """GET one chunk from its presigned object-store URL, verify it, write it."""
     for attempt in range(RETRIES):
         try:
-            resp = await client.http.get(chunk["url"])
-            if resp.status_code >= 400:
-                raise_for_error(resp) if resp.headers.get("content-type", "").startswith("application/json") \
-                    else None
-                raise SatchelError(ErrorCode.unavailable, f"HTTP {resp.status_code} from the object store")
-            if hash_bytes(resp.content).hex() != chunk["hash"]:
+            async with pool.get(chunk["url"]) as (status, pieces, _headers):
+                data = b"".join([p async for p in pieces])
+            if status >= 400:
+                raise SatchelError(ErrorCode.unavailable, f"HTTP {status} from the object store")
+            if hash_bytes(data).hex() != chunk["hash"]:
                 raise SatchelError(ErrorCode.hash_mismatch, "downloaded chunk is corrupt")
-            await asyncio.to_thread(os.pwrite, fd, resp.content, chunk["offset"])
+            await out.write(memoryview(data), chunk["offset"])
             stats.bytes_received += chunk["size"]
             if advance:
                 advance(chunk["size"])
@@ -388,7 +376,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     part = target.with_name(target.name + PART_SUFFIX)
     part_existed = part.exists()
     fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
-    pool = Http1Pool(client.server)
+    pool = ChunkHttp(client.parallel)
     out = _PartFile(fd)
     try:
         os.ftruncate(fd, listing["size"])
@@ -399,7 +387,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
             await _pool(client.parallel // 2 or 1, _runs(needed),
                         lambda run: _fetch_run(client, pool, out, meta["id"], listing["rev"], run, stats, advance))
         else:
-            await _pool(client.parallel, needed, lambda c: _fetch_direct(client, fd, c, stats, advance))
+            await _pool(client.parallel, needed, lambda c: _fetch_direct(pool, out, c, stats, advance))
         await out.settle()
         await asyncio.to_thread(os.fsync, fd)
     finally:

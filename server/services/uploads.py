@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete as sql_delete
@@ -61,6 +62,15 @@ def _int(body: dict[str, Any], key: str, *, required: bool = True, minimum: int 
     return val
 
 
+def _check_mime(mime: object) -> str | None:
+    # Printable ASCII: downloads send it back as the Content-Type header.
+    if mime is not None and (not isinstance(mime, str) or len(mime) > 255
+                             or not (mime.isascii() and mime.isprintable())):
+        raise SatchelError(ErrorCode.bad_request,
+                           "'mime' must be printable ASCII of at most 255 characters", field="mime")
+    return mime
+
+
 def parse_chunk_list(raw: object, size: int, max_chunks: int) -> list[tuple[bytes, int]]:
     if not isinstance(raw, list):
         raise SatchelError(ErrorCode.bad_request, "'chunks' must be a list of [hash, size] pairs",
@@ -69,6 +79,7 @@ def parse_chunk_list(raw: object, size: int, max_chunks: int) -> list[tuple[byte
         raise SatchelError(ErrorCode.too_many_chunks, f"a file may have at most {max_chunks} chunks",
                            limit=max_chunks)
     out: list[tuple[bytes, int]] = []
+    seen: dict[bytes, int] = {}
     total = 0
     for item in raw:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
@@ -83,6 +94,9 @@ def parse_chunk_list(raw: object, size: int, max_chunks: int) -> list[tuple[byte
         if not 0 < csize <= chunking.MAX_CHUNK_SIZE:
             raise SatchelError(ErrorCode.bad_request,
                                f"a chunk is 1 to {chunking.MAX_CHUNK_SIZE} bytes", field="chunks")
+        if seen.setdefault(digest, csize) != csize:  # one digest is one content, so one size
+            raise SatchelError(ErrorCode.size_mismatch, "the same chunk hash is listed with two sizes",
+                               field="chunks", hash=hex_hash)
         total += csize
         out.append((digest, csize))
     if total != size:
@@ -119,9 +133,9 @@ async def _still_missing(svc: Services, upload: Upload, candidates: list[tuple[b
     if svc.blobs.direct:
         staged = await svc.blobs.staged(upload.id)
         return [c for c in candidates if c[0] not in staged]
-    flags = await _gather_limited(VERIFY_CONCURRENCY, [
-        svc.blobs.exists(BlobKey(upload.owner_id, h)) for h, _ in candidates])
-    return [c for c, ok in zip(candidates, flags, strict=True) if not ok]
+    sizes = await _gather_limited(VERIFY_CONCURRENCY, [
+        svc.blobs.size(BlobKey(upload.owner_id, h)) for h, _ in candidates])
+    return [c for c, stored in zip(candidates, sizes, strict=True) if stored != c[1]]
 
 
 async def _urls(svc: Services, upload: Upload, chunks: list[tuple[bytes, int]], base_url: str
@@ -184,12 +198,7 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
                            limit=svc.config.max_file_size)
     parent_rev = _int(body, "parent_rev", required=False)
     mtime = _int(body, "mtime", required=False, maximum=MAX_MTIME_MS)
-    mime = body.get("mime")
-    # Printable ASCII: downloads send it back as the Content-Type header.
-    if mime is not None and (not isinstance(mime, str) or len(mime) > 255
-                             or not (mime.isascii() and mime.isprintable())):
-        raise SatchelError(ErrorCode.bad_request,
-                           "'mime' must be printable ASCII of at most 255 characters", field="mime")
+    mime = _check_mime(body.get("mime"))
     chunks = parse_chunk_list(body.get("chunks"), size, svc.config.max_chunks)
     chash = chunking.content_hash(d for d, _ in chunks)
     now = now_ms()
@@ -233,6 +242,16 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
                 offset += csize
             for i in range(0, len(rows), INSERT_BATCH):
                 await s.execute(insert(UploadChunk), rows[i:i + INSERT_BATCH])
+            # A chunk the owner stores already must be announced with its real size, or the file's
+            # offsets would lie (raising here rolls the session back).
+            wrong = (await s.execute(
+                select(UploadChunk.hash).join(Chunk, (Chunk.owner_id == upload.owner_id)
+                                              & (Chunk.hash == UploadChunk.hash))
+                .where(UploadChunk.upload_id == upload.id, Chunk.size != UploadChunk.size).limit(1)
+            )).scalar_one_or_none()
+            if wrong is not None:
+                raise SatchelError(ErrorCode.size_mismatch, "a chunk is announced with a size it does not have",
+                                   hash=bytes(wrong).hex())
     return await _describe(svc, upload, base_url)
 
 
@@ -280,7 +299,11 @@ async def _verify_stored(svc: Services, upload: Upload, candidates: list[tuple[b
             except SatchelError as exc:
                 if exc.code is not ErrorCode.not_found:
                     raise
-        return None if await svc.blobs.exists(key) else digest
+        stored = await svc.blobs.size(key)
+        if stored is not None and stored != size:
+            raise SatchelError(ErrorCode.size_mismatch, "a chunk is announced with a size it does not have",
+                               hash=digest.hex(), expected=size, received=stored)
+        return None if stored is not None else digest
 
     results = await _gather_limited(VERIFY_CONCURRENCY, [check(d, n) for d, n in candidates])
     missing = [d.hex() for d in results if d is not None]
@@ -292,6 +315,63 @@ async def _verify_stored(svc: Services, upload: Upload, candidates: list[tuple[b
 def _upsert_chunks(dialect: str) -> Any:
     ins = pg_insert(Chunk) if dialect == "postgresql" else sqlite_insert(Chunk)
     return ins.on_conflict_do_nothing(index_elements=["owner_id", "hash"])
+
+
+@dataclass(frozen=True)
+class NewRevision:
+    """What a commit writes, whichever way its chunks arrived (upload session or inline delta)."""
+
+    ns_id: int
+    owner_id: int
+    path: str
+    parent_rev_id: int | None
+    size: int
+    content_hash: str
+    chunk_count: int
+    mime: str | None
+    mtime_ms: int
+
+
+async def _write_revision(s: AsyncSession, who: Principal, new: NewRevision, new_chunks: list[tuple[bytes, int]],
+                          write_chunk_list: Callable[[AsyncSession, int], Awaitable[None]]) -> tuple[Node, str]:
+    """The commit transaction's body: record new chunks, check the parent is still the head,
+    write the revision (its chunk list through *write_chunk_list*), the file and the journal."""
+    now = now_ms()
+    if new_chunks:
+        rows = [{"owner_id": new.owner_id, "hash": d, "size": n, "created_ms": now, "touched_ms": now}
+                for d, n in new_chunks]
+        stmt = _upsert_chunks(s.get_bind().dialect.name)
+        for i in range(0, len(rows), INSERT_BATCH):
+            await s.execute(stmt, rows[i:i + INSERT_BATCH])
+    node = await tree.get_node(s, new.ns_id, new.path)
+    head = node.head_rev_id if node else None
+    if node is not None and node.kind == "dir":
+        raise SatchelError(ErrorCode.is_a_directory, f"{new.path} is a folder", path=new.path)
+    if head != new.parent_rev_id:
+        raise SatchelError(ErrorCode.conflict, "the file changed since the revision you edited",
+                           path=new.path, head_rev=head, parent_rev=new.parent_rev_id)
+    if node is None:
+        await tree.ensure_parents(s, who, new.ns_id, new.path)
+        node = Node(ns_id=new.ns_id, path=new.path, parent_path=paths.parent(new.path),
+                    kind="file", mtime_ms=new.mtime_ms, created_ms=now, updated_ms=now)
+        s.add(node)
+        await s.flush()
+        op = "create"
+    else:
+        op = "modify"
+    rev = Revision(node_id=node.id, ns_id=new.ns_id, parent_rev_id=new.parent_rev_id, size=new.size,
+                   content_hash=new.content_hash, chunk_count=new.chunk_count, mime=new.mime,
+                   mtime_ms=new.mtime_ms, user_id=who.user_id, device_id=who.device_id, created_ms=now)
+    s.add(rev)
+    await s.flush()
+    await write_chunk_list(s, rev.id)
+    node.size, node.content_hash, node.mime = new.size, new.content_hash, new.mime
+    node.mtime_ms, node.head_rev_id, node.updated_ms = new.mtime_ms, rev.id, now
+    await journal.append(s, new.ns_id, op=op, kind="file", node_id=node.id, path=new.path, rev_id=rev.id,
+                         parent_rev_id=new.parent_rev_id, size=new.size, content_hash=new.content_hash,
+                         user_id=who.user_id, device_id=who.device_id)
+    await s.flush()
+    return node, op
 
 
 async def commit(svc: Services, who: Principal, upload_id: str) -> dict[str, Any]:
@@ -308,52 +388,134 @@ async def commit(svc: Services, who: Principal, upload_id: str) -> dict[str, Any
     await _verify_stored(svc, upload, candidates)
     await svc.blobs.sync()  # chunk bytes are durable before any revision points at them
 
-    now = now_ms()
+    async def copy_session_chunks(s: AsyncSession, rev_id: int) -> None:
+        await s.execute(insert(RevisionChunk).from_select(
+            ["rev_id", "idx", "offset", "size", "hash"],
+            select(literal(rev_id), UploadChunk.idx, UploadChunk.offset, UploadChunk.size, UploadChunk.hash)
+            .where(UploadChunk.upload_id == upload_id)))
+        await s.execute(sql_delete(UploadChunk).where(UploadChunk.upload_id == upload_id))
+
     async with svc.db.write() as s:
         upload = await _load(s, who, upload_id)
         if upload.committed_rev_id is not None:
             raise SatchelError(ErrorCode.upload_committed, "this upload was committed concurrently")
-        if candidates:
-            rows = [{"owner_id": upload.owner_id, "hash": d, "size": n, "created_ms": now, "touched_ms": now}
-                    for d, n in candidates]
-            stmt = _upsert_chunks(svc.db.dialect)
-            for i in range(0, len(rows), INSERT_BATCH):
-                await s.execute(stmt, rows[i:i + INSERT_BATCH])
-        node = await tree.get_node(s, upload.ns_id, upload.path)
-        head = node.head_rev_id if node else None
-        if node is not None and node.kind == "dir":
-            raise SatchelError(ErrorCode.is_a_directory, f"{upload.path} is a folder", path=upload.path)
-        if head != upload.parent_rev_id:
-            raise SatchelError(ErrorCode.conflict, "the file changed since the revision you edited",
-                               path=upload.path, head_rev=head, parent_rev=upload.parent_rev_id)
-        if node is None:
-            await tree.ensure_parents(s, who, upload.ns_id, upload.path)
-            node = Node(ns_id=upload.ns_id, path=upload.path, parent_path=paths.parent(upload.path),
-                        kind="file", mtime_ms=upload.mtime_ms, created_ms=now, updated_ms=now)
-            s.add(node)
-            await s.flush()
-            op = "create"
-        else:
-            op = "modify"
-        rev = Revision(node_id=node.id, ns_id=upload.ns_id, parent_rev_id=upload.parent_rev_id,
-                       size=upload.size, content_hash=upload.content_hash, chunk_count=upload.chunk_count,
-                       mime=upload.mime, mtime_ms=upload.mtime_ms, user_id=who.user_id,
-                       device_id=who.device_id, created_ms=now)
-        s.add(rev)
-        await s.flush()
-        await s.execute(insert(RevisionChunk).from_select(
-            ["rev_id", "idx", "offset", "size", "hash"],
-            select(literal(rev.id), UploadChunk.idx, UploadChunk.offset, UploadChunk.size, UploadChunk.hash)
-            .where(UploadChunk.upload_id == upload.id)))
-        await s.execute(sql_delete(UploadChunk).where(UploadChunk.upload_id == upload.id))
-        node.size, node.content_hash, node.mime = upload.size, upload.content_hash, upload.mime
-        node.mtime_ms, node.head_rev_id, node.updated_ms = upload.mtime_ms, rev.id, now
-        upload.committed_rev_id = rev.id
-        await journal.append(s, upload.ns_id, op=op, kind="file", node_id=node.id, path=upload.path,
-                             rev_id=rev.id, parent_rev_id=upload.parent_rev_id, size=upload.size,
-                             content_hash=upload.content_hash, user_id=who.user_id, device_id=who.device_id)
-        await s.flush()
+        new = NewRevision(upload.ns_id, upload.owner_id, upload.path, upload.parent_rev_id, upload.size,
+                          upload.content_hash, upload.chunk_count, upload.mime, upload.mtime_ms)
+        node, op = await _write_revision(s, who, new, candidates, copy_session_chunks)
+        upload.committed_rev_id = node.head_rev_id
         result = entry_json(node)
-    log.info("commit %s rev=%d size=%d chunks=%d new_chunks=%d", op, rev.id, upload.size,
-             upload.chunk_count, len(candidates))
+    log.info("commit %s rev=%s size=%d chunks=%d new_chunks=%d", op, node.head_rev_id, new.size,
+             new.chunk_count, len(candidates))
     return result
+
+
+async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    """A one-round-trip commit (WebSocket ``commit``): the new chunk list as ``ops`` against the
+    parent revision: ``[start, count]`` keeps parent chunks, ``bytes`` is a new chunk inline (the
+    server hashes it), ``[hash, size]`` names a chunk the owner already stores."""
+    from server.ws.protocol import INLINE_LIMIT
+
+    loc = tree.locate(who, body.get("path"))
+    if loc.path == paths.ROOT:
+        raise SatchelError(ErrorCode.is_a_directory, "cannot write the root folder", path="/")
+    size = _int(body, "size")
+    parent_rev = _int(body, "parent_rev", required=False, maximum=2**31 - 1)
+    mtime = _int(body, "mtime", required=False, maximum=MAX_MTIME_MS)
+    mime = _check_mime(body.get("mime"))
+    ops = body.get("ops")
+    if size is None or size > svc.config.max_file_size:
+        raise SatchelError(ErrorCode.too_large, f"files are limited to {svc.config.max_file_size} bytes")
+    if not isinstance(ops, list) or len(ops) > svc.config.max_chunks:
+        raise SatchelError(ErrorCode.bad_request, "'ops' must be a list", field="ops")
+
+    parent: list[tuple[bytes, int]] = []
+    if parent_rev is not None:
+        async with svc.db.read() as s:
+            rev = await s.get(Revision, parent_rev)
+            # The parent must be a revision of this namespace: never build from someone else's chunks.
+            if rev is None or rev.ns_id != loc.ns_id:
+                raise SatchelError(ErrorCode.conflict, "the parent revision is not a revision of this file",
+                                   parent_rev=parent_rev)
+            parent = [(bytes(h), int(n)) for h, n in (await s.execute(
+                select(RevisionChunk.hash, RevisionChunk.size).where(RevisionChunk.rev_id == parent_rev)
+                .order_by(RevisionChunk.idx))).all()]
+
+    chunks: list[tuple[bytes, int]] = []
+    inline: dict[bytes, bytes] = {}
+    named: dict[bytes, int] = {}  # hash -> the size the client claims; checked against the store
+    for op in ops:
+        if isinstance(op, bytes):
+            if not 0 < len(op) <= chunking.MAX_CHUNK_SIZE:
+                raise SatchelError(ErrorCode.bad_request, "an inline chunk is 1 byte to 16 MiB", field="ops")
+            digest = chunking.hash_bytes(op)
+            inline[digest] = op
+            chunks.append((digest, len(op)))
+        elif isinstance(op, list) and len(op) == 2 and isinstance(op[0], int) and isinstance(op[1], int) \
+                and not isinstance(op[0], bool) and not isinstance(op[1], bool):
+            start, count = op
+            if start < 0 or count < 1 or start + count > len(parent):
+                raise SatchelError(ErrorCode.bad_request, "a kept range is outside the parent's chunk list",
+                                   field="ops")
+            chunks.extend(parent[start:start + count])
+        elif isinstance(op, list) and len(op) == 2 and isinstance(op[0], bytes) and isinstance(op[1], int) \
+                and not isinstance(op[1], bool) and len(op[0]) == chunking.HASH_BYTES \
+                and 0 < op[1] <= chunking.MAX_CHUNK_SIZE:
+            if named.setdefault(op[0], op[1]) != op[1]:
+                raise SatchelError(ErrorCode.size_mismatch, "one chunk named with two sizes", field="ops")
+            chunks.append((op[0], op[1]))
+        else:
+            raise SatchelError(ErrorCode.bad_request, "each op is [start, count], chunk bytes, or [hash, size]",
+                               field="ops")
+        if len(chunks) > svc.config.max_chunks:
+            raise SatchelError(ErrorCode.too_many_chunks, "too many chunks", limit=svc.config.max_chunks)
+    if sum(len(b) for b in inline.values()) > INLINE_LIMIT:
+        raise SatchelError(ErrorCode.too_large, f"at most {INLINE_LIMIT} new bytes travel inline; "
+                           "upload bigger changes with POST /api/v1/files", limit=INLINE_LIMIT)
+    total = sum(n for _, n in chunks)
+    if total != size:
+        raise SatchelError(ErrorCode.size_mismatch, f"the chunks add up to {total}, not {size}",
+                           expected=size, received=total)
+
+    async with svc.db.read() as s:
+        current = await tree.get_node(s, loc.ns_id, loc.path)
+        await _owner_quota_check(s, loc.owner_id, size, current.size if current else 0)
+    # Chunks named by hash must be stored already (this owner's, recorded by a commit), with the
+    # size they are named with: a wrong size would make a revision whose offsets lie about its bytes.
+    stored = {d: len(b) for d, b in inline.items() if d in named}
+    rest = [h for h in named if h not in stored]
+    if rest:
+        async with svc.db.read() as s:
+            stored.update((bytes(h), int(n)) for h, n in (await s.execute(select(Chunk.hash, Chunk.size).where(
+                Chunk.owner_id == loc.owner_id, Chunk.hash.in_(rest)))).all())
+    absent = [h.hex() for h in named if h not in stored]
+    if absent:
+        raise SatchelError(ErrorCode.missing_chunks, f"{len(absent)} chunks are not stored",
+                           missing=absent[:MISSING_REPORT_LIMIT], missing_count=len(absent))
+    wrong = [h.hex() for h, n in named.items() if stored[h] != n]
+    if wrong:
+        raise SatchelError(ErrorCode.size_mismatch, f"{len(wrong)} chunks are named with a size they do not have",
+                           chunks=wrong[:MISSING_REPORT_LIMIT])
+    for digest, data in inline.items():
+        await svc.blobs.put_stream(BlobKey(loc.owner_id, digest), len(data), _one(data))
+    if inline:
+        await svc.blobs.sync()
+
+    new = NewRevision(loc.ns_id, loc.owner_id, loc.path, parent_rev, size,
+                      chunking.content_hash(d for d, _ in chunks), len(chunks), mime,
+                      mtime if mtime is not None else now_ms())
+
+    async def write_list(s: AsyncSession, rev_id: int) -> None:
+        rows, offset = [], 0
+        for idx, (digest, n) in enumerate(chunks):
+            rows.append({"rev_id": rev_id, "idx": idx, "offset": offset, "size": n, "hash": digest})
+            offset += n
+        for i in range(0, len(rows), INSERT_BATCH):
+            await s.execute(insert(RevisionChunk), rows[i:i + INSERT_BATCH])
+
+    async with svc.db.write() as s:
+        node, _op = await _write_revision(s, who, new, [(d, len(b)) for d, b in inline.items()], write_list)
+        return entry_json(node)
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data

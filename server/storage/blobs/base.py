@@ -50,6 +50,10 @@ class BlobStore(Protocol):
     async def exists(self, key: BlobKey) -> bool:
         """True if the chunk is stored."""
 
+    async def size(self, key: BlobKey) -> int | None:
+        """The stored chunk's size in bytes, or None when it is not stored. A digest fixes the
+        bytes, so callers compare this with an announced size before trusting the announcement."""
+
     async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes]) -> None:
         """Store *size* bytes from *body* under *key*, verifying size and hash before the key becomes
         visible. An existing key is left as it is (same digest = same bytes). Raises hash_mismatch,

@@ -68,6 +68,12 @@ class LocalBlobStore:
         if self._flushing is not None:
             await self._flushing
 
+    async def size(self, key: BlobKey) -> int | None:
+        try:
+            return os.stat(self._str_path(key)).st_size
+        except FileNotFoundError:
+            return None
+
     async def exists(self, key: BlobKey) -> bool:
         return os.path.isfile(self._str_path(key))
 

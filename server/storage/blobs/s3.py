@@ -207,6 +207,17 @@ class S3BlobStore:
     async def exists(self, key: BlobKey) -> bool:
         return await self._object_exists(self._final_key(key))
 
+    async def size(self, key: BlobKey) -> int | None:
+        final = self._final_key(key)
+        try:
+            with _translated("head_object", final):
+                head = await self._s3.head_object(Bucket=self.bucket, Key=final)
+        except SatchelError as exc:
+            if exc.code is ErrorCode.not_found:
+                return None
+            raise
+        return int(head["ContentLength"])
+
     async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes]) -> None:
         # A chunk is at most 16 MiB, so buffering it is bounded and lets one PUT carry a known
         # length (S3 has no streaming PUT of unknown size without multipart). BytesIO, not bytes:
