@@ -77,9 +77,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _server_config(args)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from server.ws.protocol import MAX_FRAME
+
+    # websockets-sansio: the leanest uvicorn WebSocket stack measured here (design.md, section 4);
+    # no permessage-deflate (triples memory per connection; chunk data does not compress) and no
+    # protocol-level pings (the Satchel protocol has its own heartbeat).
     uvicorn.run(create_app(config), host=config.host, port=config.port, loop="uvloop", http="httptools",
-                log_level=config.log_level, access_log=args.access_log, lifespan="on",
-                timeout_graceful_shutdown=10)
+                ws="websockets-sansio", ws_max_size=MAX_FRAME, ws_per_message_deflate=False,
+                ws_ping_interval=None, log_level=config.log_level, access_log=args.access_log,
+                lifespan="on", timeout_graceful_shutdown=10)
     return 0
 
 
@@ -235,6 +241,23 @@ async def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_watch(args: argparse.Namespace) -> int:
+    from python_client.live import CursorStore, watch_changes
+
+    client, _ = _client(args)
+    store = CursorStore(config_dir(args.config_dir) / "watch-cursors.json" if args.resume else None)
+    async with client:
+        async for change in watch_changes(client, store):
+            if args.json:
+                print(json.dumps({k: v for k, v in change.items() if k != "delta"}), flush=True)
+                continue
+            where = f"{change['old_path']} -> {change['path']}" if change.get("old_path") else change["path"]
+            size = f"  {format_size(change['size'])}" if change.get("size") is not None and change["kind"] == "file" \
+                and change["op"] != "delete" else ""
+            print(f"{change['at'][:19]}  {change['op']:<7} {where}{size}", flush=True)
+    return 0
+
+
 # ---------------------------------------------------------------- argument parsing
 
 def _server_flags(p: argparse.ArgumentParser) -> None:
@@ -316,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     put.add_argument("remote")
     put.add_argument("-q", "--quiet", action="store_true")
     put.set_defaults(func=cmd_put)
+
+    wa = sub.add_parser("watch", help="print changes as they happen (Ctrl-C to stop)")
+    wa.add_argument("--json", action="store_true", help="one JSON object per line")
+    wa.add_argument("--resume", action="store_true",
+                    help="start where the last `watch --resume` stopped instead of now")
+    wa.set_defaults(func=cmd_watch)
 
     get = sub.add_parser("get", help="download a file (re-run to resume)")
     get.add_argument("remote")

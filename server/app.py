@@ -2,6 +2,7 @@
 
     create_app(config) -> Starlette
         lifespan: Database (migrated) + blob store + URL signer -> app.state.services
+                  bus (memory | redis) + presence + hub (fan-out; rung after every commit)
                   background sweeper task, cancelled on shutdown
 """
 
@@ -15,19 +16,24 @@ from importlib.metadata import PackageNotFoundError, version
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from server.api import accounts as accounts_api
+from server.api import changes as changes_api
 from server.api import files as files_api
 from server.api import meta
 from server.api.http import on_http_error, on_satchel_error, on_unexpected
 from server.auth.signing import UrlSigner
+from server.bus import open_bus
 from server.config import Config
 from server.core.errors import SatchelError
+from server.presence import open_presence
 from server.services import sweeper
 from server.services.context import Services
 from server.storage.blobs import open_blob_store
 from server.storage.db import Database
+from server.ws.endpoint import websocket_endpoint
+from server.ws.hub import Hub
 
 log = logging.getLogger("satchel")
 
@@ -59,22 +65,36 @@ def create_app(config: Config) -> Starlette:
         Route("/health", meta.health, methods=["GET"]),
         *accounts_api.routes,
         *files_api.routes,
+        *changes_api.routes,
     ]
     routes.append(meta.openapi_route(routes, satchel_version()))
+    routes.append(WebSocketRoute("/api/v1/ws", websocket_endpoint))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(config) as svc:
-            app.state.services = svc
+            bus = open_bus(svc.config.redis_url or "memory://")
+            presence = open_presence(svc.config.redis_url or "memory://", bus)
+            hub = Hub(svc.db, svc.blobs, bus)
+            await bus.start()
+            await presence.start()
+            await hub.start()
+            svc.db.after_commit = hub.committed
+            app.state.services, app.state.hub, app.state.presence = svc, hub, presence
+            app.state.node = svc.config.node_id
             sweep = asyncio.create_task(sweeper.run(svc), name="sweeper")
             log.info("satchel %s ready: database=%s blobs=%s", satchel_version(),
                      svc.db.engine.url.render_as_string(hide_password=True), type(svc.blobs).__name__)
             try:
                 yield
             finally:
+                svc.db.after_commit = None
                 sweep.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweep
+                await hub.close()
+                await presence.close()
+                await bus.close()
 
     return Starlette(
         routes=routes,

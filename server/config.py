@@ -37,6 +37,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("s3_region", "SATCHEL_S3_REGION", "us-east-1", "S3 region."),
     Setting("s3_access_key", "SATCHEL_S3_ACCESS_KEY", "", "S3 access key id (never logged)."),
     Setting("s3_secret_key", "SATCHEL_S3_SECRET_KEY", "", "S3 secret key (never logged)."),
+    Setting("redis_url", "SATCHEL_REDIS_URL", "", "Redis for change fan-out and presence across nodes "
+            "(redis://host:6379/0); empty = in-process (one node)."),
+    Setting("node_id", "SATCHEL_NODE_ID", "", "This node's name in presence keys and logs; empty = random."),
+    Setting("ws_heartbeat", "SATCHEL_WS_HEARTBEAT", "15s", "WebSocket heartbeat: the server pings this often, "
+            "closes a connection silent for 3 heartbeats, and re-checks its token.", "duration"),
     Setting("public_url", "SATCHEL_PUBLIC_URL", "", "Base URL clients reach this server at, used in "
             "signed URLs; empty = taken from each request."),
     Setting("secret_key", "SATCHEL_SECRET_KEY", "", "HMAC key for signed URLs; empty = generated once "
@@ -79,6 +84,9 @@ class Config:
     s3_region: str = "us-east-1"
     s3_access_key: str = field(default="", repr=False)
     s3_secret_key: str = field(default="", repr=False)
+    redis_url: str = field(default="", repr=False)
+    node_id: str = ""
+    ws_heartbeat: float = 15.0
     public_url: str = ""
     secret_key: str = field(default="", repr=False)
     signup: bool = True
@@ -111,7 +119,8 @@ class Config:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         db = self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'satchel.db'}"
         blobs = self.blob_url or f"file://{self.data_dir / 'chunks'}"
-        return replace(self, database_url=db, blob_url=blobs, secret_key=self.secret_key or _load_secret(self.data_dir))
+        return replace(self, database_url=db, blob_url=blobs, node_id=self.node_id or secrets.token_hex(4),
+                       secret_key=self.secret_key or _load_secret(self.data_dir))
 
 
 def _load_secret(data_dir: Path) -> str:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-from collections import defaultdict
-
-from server.bus.base import Handler, OnConnect
-
-log = logging.getLogger(__name__)
+from server.bus.base import Handler, Handlers, OnConnect
 
 
 class MemoryBus:
     def __init__(self) -> None:
-        self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self._handlers = Handlers()
         self._on_connect: list[OnConnect] = []
 
     async def start(self) -> None:
@@ -26,21 +21,13 @@ class MemoryBus:
         return True
 
     def publish(self, channel: str, payload: bytes) -> None:
-        for handler in list(self._handlers.get(channel, ())):
-            try:
-                handler(payload)
-            except Exception:  # one broken listener must not stop the others
-                log.exception("bus handler failed on %s", channel)
+        self._handlers.dispatch(channel, payload)
 
-    def subscribe(self, channel: str, handler: Handler) -> None:
-        self._handlers[channel].append(handler)
+    async def subscribe(self, channel: str, handler: Handler) -> None:
+        self._handlers.add(channel, handler)
 
     def unsubscribe(self, channel: str, handler: Handler) -> None:
-        handlers = self._handlers.get(channel)
-        if handlers and handler in handlers:
-            handlers.remove(handler)
-            if not handlers:
-                del self._handlers[channel]
+        self._handlers.remove(channel, handler)
 
     def on_connect(self, callback: OnConnect) -> None:
         self._on_connect.append(callback)

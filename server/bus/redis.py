@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import defaultdict, deque
+from collections import deque
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from server.bus.base import Handler, OnConnect
+from server.bus.base import Handler, Handlers, OnConnect
 
 log = logging.getLogger(__name__)
 PREFIX = "satchel:"
@@ -29,11 +29,12 @@ BATCH = 500
 class RedisBus:
     def __init__(self, url: str) -> None:
         self.url = url
-        self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self._handlers = Handlers()
         self._on_connect: list[OnConnect] = []
         self._pending: deque[tuple[str, bytes]] = deque(maxlen=MAX_PENDING)
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()  # referenced so they are not collected
         self._pubsub: aioredis.client.PubSub | None = None
         self._sub_conn: aioredis.Redis | None = None
         self._connected = False
@@ -90,27 +91,27 @@ class RedisBus:
         """Keep the publisher's connection open while doorbells keep coming."""
         while not self._pending:
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=30)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races
+                # with the wake-up, and close() would then wait forever.
+                async with asyncio.timeout(30):
+                    await self._wakeup.wait()
             except TimeoutError:
                 await conn.ping()
                 continue
             self._wakeup.clear()
 
     # -- subscribing
-    def subscribe(self, channel: str, handler: Handler) -> None:
-        first = channel not in self._handlers
-        self._handlers[channel].append(handler)
-        if first and self._pubsub is not None and self._connected:
-            asyncio.get_running_loop().create_task(self._command("subscribe", channel))
+    async def subscribe(self, channel: str, handler: Handler) -> None:
+        if self._handlers.add(channel, handler) and self._pubsub is not None and self._connected:
+            # The SUBSCRIBE is written before this returns; the instant until Redis has processed
+            # it is covered by the hub's periodic reconciliation with the journal.
+            await self._command("subscribe", channel)
 
     def unsubscribe(self, channel: str, handler: Handler) -> None:
-        handlers = self._handlers.get(channel)
-        if handlers and handler in handlers:
-            handlers.remove(handler)
-            if not handlers:
-                del self._handlers[channel]
-                if self._pubsub is not None and self._connected:
-                    asyncio.get_running_loop().create_task(self._command("unsubscribe", channel))
+        if self._handlers.remove(channel, handler) and self._pubsub is not None and self._connected:
+            task = asyncio.get_running_loop().create_task(self._command("unsubscribe", channel))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def on_connect(self, callback: OnConnect) -> None:
         self._on_connect.append(callback)
@@ -139,24 +140,21 @@ class RedisBus:
                 self._sub_conn = aioredis.from_url(self.url, socket_connect_timeout=5, health_check_interval=10)
                 self._pubsub = self._sub_conn.pubsub(ignore_subscribe_messages=True)
                 await self._pubsub.subscribe(PREFIX + "_control")  # a pubsub needs one channel to read
-                for channel in list(self._handlers):
+                for channel in self._handlers.channels():
                     await self._pubsub.subscribe(PREFIX + channel)
                 self._connected = True
                 if attempt:
                     log.info("redis bus reconnected")
                 attempt = 0
                 for cb in list(self._on_connect):
-                    asyncio.get_running_loop().create_task(cb())
+                    task = asyncio.get_running_loop().create_task(cb())
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
                 while True:
                     msg = await self._pubsub.get_message(timeout=30)
                     if msg is None or msg.get("type") != "message":
                         continue
-                    channel = msg["channel"].decode()[len(PREFIX):]
-                    for handler in list(self._handlers.get(channel, ())):
-                        try:
-                            handler(msg["data"])
-                        except Exception:  # one broken listener must not stop the others
-                            log.exception("bus handler failed on %s", channel)
+                    self._handlers.dispatch(msg["channel"].decode()[len(PREFIX):], msg["data"])
             except (RedisError, OSError) as exc:
                 if self._closing:
                     return

@@ -153,6 +153,13 @@ async def revoke_device(svc: Services, who: Principal, device_id: int) -> None:
         raise SatchelError(ErrorCode.not_found, "no such device")
 
 
+async def device_info(svc: Services, who: Principal) -> dict[str, str]:
+    async with svc.db.read() as s:
+        device = await s.get(Device, who.device_id)
+    assert device is not None
+    return {"name": device.name, "kind": device.kind}
+
+
 async def account(svc: Services, who: Principal) -> dict[str, Any]:
     from server.services.tree import usage_bytes
 

@@ -6,7 +6,9 @@ flat whatever the file size; ``Range`` requests start at the chunk holding the f
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,8 @@ from server.storage.models import Namespace, Node, Revision, RevisionChunk
 
 PAGE = 1000
 MAX_LIST_LIMIT = 10_000
+PREFETCH_BYTES = 32 * 1024 * 1024  # read-ahead window for object stores (memory per download)
+PREFETCH_CHUNKS = 16
 
 
 def blob_path(owner_id: int, hex_hash: str) -> str:
@@ -131,17 +135,16 @@ async def content(svc: Services, who: Principal, node_id: int, rev_id: int | Non
                    _stream(svc, fr.rev.id, fr.owner_id, start, end))
 
 
-async def _stream(svc: Services, rev_id: int, owner_id: int, start: int, end: int) -> AsyncIterator[bytes]:
-    if end <= start:
-        return
+async def _pages(svc: Services, rev_id: int, start: int) -> AsyncIterator[tuple[int, int, int, bytes]]:
+    """(idx, offset, size, digest) of the chunks from the one holding byte *start*, a page at a time
+    (short sessions: never hold a database connection while sending)."""
     async with svc.db.read() as s:
-        first = (await s.execute(
+        idx = (await s.execute(
             select(RevisionChunk.idx).where(RevisionChunk.rev_id == rev_id, RevisionChunk.offset <= start)
             .order_by(RevisionChunk.idx.desc()).limit(1)
         )).scalar_one()
-    idx = first
     while True:
-        async with svc.db.read() as s:  # short sessions: never hold a connection while sending
+        async with svc.db.read() as s:
             page = (await s.execute(
                 select(RevisionChunk.idx, RevisionChunk.offset, RevisionChunk.size, RevisionChunk.hash)
                 .where(RevisionChunk.rev_id == rev_id, RevisionChunk.idx >= idx)
@@ -150,9 +153,53 @@ async def _stream(svc: Services, rev_id: int, owner_id: int, start: int, end: in
         if not page:
             return
         for cidx, off, size, digest in page:
+            yield cidx, off, size, bytes(digest)
+        idx = page[-1][0] + 1
+
+
+async def _stream(svc: Services, rev_id: int, owner_id: int, start: int, end: int) -> AsyncIterator[bytes]:
+    if end <= start:
+        return
+    if svc.blobs.direct:
+        async for piece in _stream_prefetched(svc, rev_id, owner_id, start, end):
+            yield piece
+        return
+    async for _idx, off, size, digest in _pages(svc, rev_id, start):
+        if off >= end:
+            return
+        async for piece in svc.blobs.read(BlobKey(owner_id, digest), max(0, start - off), min(size, end - off)):
+            yield piece
+
+
+async def _read_all(svc: Services, key: BlobKey, lo: int, hi: int) -> bytes:
+    return b"".join([piece async for piece in svc.blobs.read(key, lo, hi)])
+
+
+async def _stream_prefetched(svc: Services, rev_id: int, owner_id: int, start: int,
+                             end: int) -> AsyncIterator[bytes]:
+    """Object stores answer each GET after milliseconds: keep a window of chunk reads in flight
+    (bounded by PREFETCH_BYTES) so the stream runs at bandwidth, not at one chunk per round trip.
+    A chunk repeated back to back (zero-filled regions) is read once."""
+    window: deque[tuple[tuple[bytes, int, int], asyncio.Task[bytes]]] = deque()
+    in_flight = 0
+    try:
+        async for _idx, off, size, digest in _pages(svc, rev_id, start):
             if off >= end:
-                return
+                break
             lo, hi = max(0, start - off), min(size, end - off)
-            async for piece in svc.blobs.read(BlobKey(owner_id, bytes(digest)), lo, hi):
-                yield piece
-            idx = cidx + 1
+            ident = (digest, lo, hi)
+            if window and window[-1][0] == ident:
+                task = window[-1][1]  # the same chunk again: share the read (a done task can be awaited again)
+            else:
+                task = asyncio.ensure_future(_read_all(svc, BlobKey(owner_id, digest), lo, hi))
+            window.append((ident, task))
+            in_flight += hi - lo
+            while window and (in_flight > PREFETCH_BYTES or len(window) >= PREFETCH_CHUNKS):
+                data = await window.popleft()[1]
+                in_flight -= len(data)
+                yield data
+        while window:
+            yield await window.popleft()[1]
+    finally:
+        for _, task in window:
+            task.cancel()

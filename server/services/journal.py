@@ -20,7 +20,9 @@ async def append(s: AsyncSession, ns_id: int, *, op: str, kind: str, node_id: in
     seq = (await s.execute(
         update(Namespace).where(Namespace.id == ns_id).values(seq=Namespace.seq + 1).returning(Namespace.seq)
     )).scalar_one()
-    s.add(JournalEntry(ns_id=ns_id, seq=seq, op=op, kind=kind, node_id=node_id, path=path,
-                       user_id=user_id, device_id=device_id, created_ms=now_ms(),
-                       size=fields.pop("size", 0), **fields))
+    entry = JournalEntry(ns_id=ns_id, seq=seq, op=op, kind=kind, node_id=node_id, path=path,
+                         user_id=user_id, device_id=device_id, created_ms=now_ms(),
+                         size=fields.pop("size", 0), **fields)
+    s.add(entry)
+    s.info.setdefault("journal", []).append(entry)  # rung on the bus once the transaction commits
     return int(seq)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ class Database:
         if self.is_sqlite:
             _sqlite_hooks(self.engine)
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.after_commit: Callable[[list[Any]], None] | None = None
         self._write = async_sessionmaker(
             self.engine.execution_options(satchel_write=True), expire_on_commit=False
         )
@@ -74,10 +75,18 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A transaction that commits on normal exit and rolls back on any exception."""
+        """A transaction that commits on normal exit and rolls back on any exception.
+
+        Journal entries the transaction appended (``session.info["journal"]``) are handed to
+        ``after_commit`` once the commit succeeded, never before and never after a rollback.
+        """
         try:
-            async with self._write() as session, session.begin():
-                yield session
+            async with self._write() as session:
+                async with session.begin():
+                    yield session
+                entries = session.info.pop("journal", None)
+                if entries and self.after_commit is not None:
+                    self.after_commit(entries)
         except IntegrityError as exc:
             # A unique constraint caught a race the checks before it could not see (two commits
             # creating one path at once on PostgreSQL): the loser changed nothing and may retry.

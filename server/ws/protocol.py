@@ -30,8 +30,8 @@ MAX_FRAME = 1024 * 1024  # bytes; larger frames close the connection with 1009
 INLINE_LIMIT = 256 * 1024  # new chunk bytes one commit frame may carry inline
 MAX_SUBSCRIPTIONS = 256
 MAX_IN_FLIGHT = 32
-HEARTBEAT_MS = 15_000  # the server pings this often
-IDLE_TIMEOUT_MS = 45_000  # no frame at all for this long closes the connection (4004)
+# The heartbeat is a server setting (SATCHEL_WS_HEARTBEAT, default 15 s) announced in ``welcome``;
+# a connection silent for three heartbeats is closed (4004).
 HELLO_TIMEOUT_MS = 10_000
 
 
@@ -68,7 +68,7 @@ class CloseCode(IntEnum):
     unauthorized = 4001  # hello without a valid token, or the device was logged out
     unsupported_version = 4002  # no common protocol version
     hello_timeout = 4003
-    idle_timeout = 4004  # nothing received for IDLE_TIMEOUT_MS
+    idle_timeout = 4004  # nothing received for three heartbeats
     server_error = 4500  # a bug; reconnect with backoff
 
 

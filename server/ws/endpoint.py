@@ -1,0 +1,463 @@
+"""The WebSocket endpoint ``/api/v1/ws``: one ``Connection`` per client around the sans-I/O session.
+
+    reader  -> decode -> SessionState.receive -> handler task (bounded by MAX_IN_FLIGHT)
+    handlers/hub -> outbound queue (bounded) -> writer -> socket
+    heartbeat: ping every SATCHEL_WS_HEARTBEAT, close 4004 after 3 heartbeats of silence,
+               re-check the device token (a logged-out device is closed with 4001)
+
+A client too slow to take its pushes never slows anyone else: when its queue is full, its
+subscription to that namespace is dropped and it gets ``resync`` with the cursor it had reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from typing import Any, Protocol
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from server.core import paths
+from server.core.errors import ErrorCode, SatchelError
+from server.presence.base import Member, Presence, Watcher
+from server.services import accounts, changes, uploads
+from server.services.context import Principal, Services
+from server.storage.db import now_ms
+from server.ws.hub import Hub
+from server.ws.protocol import (
+    HELLO_TIMEOUT_MS,
+    INLINE_LIMIT,
+    MAX_FRAME,
+    MAX_IN_FLIGHT,
+    MAX_SUBSCRIPTIONS,
+    SUBPROTOCOL,
+    VERSION,
+    CloseCode,
+    Frame,
+    FrameError,
+    MsgType,
+    ProtocolError,
+    decode,
+    encode,
+    error_frame,
+    field_int,
+    field_str,
+    make_cursor,
+    parse_cursor,
+)
+from server.ws.session import SessionState
+
+log = logging.getLogger(__name__)
+QUEUE_FRAMES = 2048
+QUEUE_BYTES = 16 * 1024 * 1024
+CLOSE_TIMEOUT = 2.0  # seconds a close frame may wait for a peer that stopped reading
+
+
+class Transport(Protocol):
+    async def send(self, data: bytes) -> None: ...
+
+    async def recv(self) -> bytes | None:
+        """The next binary message, or None when the peer has gone."""
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class StarletteTransport:
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+
+    async def send(self, data: bytes) -> None:
+        await self.ws.send_bytes(data)
+
+    async def recv(self) -> bytes | None:
+        msg = await self.ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            return None
+        data = msg.get("bytes")
+        if data is None:
+            raise FrameError("frames are binary msgpack, not text")
+        return data  # type: ignore[no-any-return]
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ws.application_state != WebSocketState.DISCONNECTED:
+            # A peer that stopped reading blocks even the close frame: give up after a moment
+            # (the endpoint then returns, and the server drops the connection).
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError, TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self.ws.close(code, reason[:120])
+
+
+class _Close(Exception):
+    def __init__(self, code: CloseCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+class Feed:
+    """One connection's subscription to one namespace: the hub pushes, the feed orders and queues."""
+
+    def __init__(self, conn: Connection, ns: int) -> None:
+        self.conn, self.ns = conn, ns
+        self.replaying = True
+        self.buffer: list[tuple[int, bytes]] = []
+        self.last = 0
+        self.dead = False
+
+    def push(self, ns: int, seq: int, frame: bytes) -> None:
+        if self.dead:
+            return
+        if self.replaying:
+            self.buffer.append((seq, frame))
+        elif seq > self.last:
+            # last = what the client will get: a dropped frame must not move the resync cursor past it
+            if not self.conn.offer(frame):
+                self.conn.resync(self, "slow_consumer")
+                return
+            self.last = seq
+
+
+class Connection:
+    def __init__(self, svc: Services, hub: Hub, presence: Presence, transport: Transport, node: str) -> None:
+        self.svc, self.hub, self.presence, self.t = svc, hub, presence, transport
+        self.session = SessionState()
+        self.id = secrets.token_urlsafe(9)
+        self.member_key = f"{node}:{self.id}"
+        self.who: Principal | None = None
+        self.token = ""
+        self.device: dict[str, Any] = {}
+        self.feeds: dict[int, Feed] = {}
+        self.places: dict[tuple[int, str], tuple[Member, Watcher]] = {}
+        self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
+        self.wake = asyncio.Event()
+        self.room = asyncio.Event()
+        self.last_recv = time.monotonic()
+        self.heartbeat = svc.config.ws_heartbeat
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------ outbound
+
+    def offer(self, frame: bytes) -> bool:
+        """Queue a push unless the queue is full (then the caller resyncs the client)."""
+        if len(self.queue) >= QUEUE_FRAMES or self.queued_bytes + len(frame) > QUEUE_BYTES:
+            return False
+        self._enqueue(frame)
+        return True
+
+    def send(self, frame: Frame) -> None:
+        """Queue a reply or control frame: bounded by the requests in flight, so always taken."""
+        self._enqueue(encode(frame))
+
+    def _enqueue(self, data: bytes) -> None:
+        self.queue.append(data)
+        self.queued_bytes += len(data)
+        if self.queued_bytes > QUEUE_BYTES // 2:
+            self.room.clear()
+        self.wake.set()
+
+    async def _writer(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.queue:
+                data = self.queue.popleft()
+                self.queued_bytes -= len(data)
+                if self.queued_bytes <= QUEUE_BYTES // 2:
+                    self.room.set()
+                await self.t.send(data)
+
+    async def wait_for_room(self) -> None:
+        """Backpressure for bulk sends (replays): wait until the queue is at most half full."""
+        while self.queued_bytes > QUEUE_BYTES // 2 or len(self.queue) > QUEUE_FRAMES // 2:
+            self.room.clear()
+            await self.room.wait()
+
+    def resync(self, feed: Feed, reason: str) -> None:
+        if feed.dead:
+            return
+        feed.dead = True
+        self.hub.detach(feed.ns, feed)
+        if self.feeds.get(feed.ns) is feed:
+            del self.feeds[feed.ns]
+            self.session.subscriptions.discard(feed.ns)
+        log.info("session %s: resync namespace %d at seq %d (%s)", self.id, feed.ns, feed.last, reason)
+        self.send(Frame(MsgType.resync, 0, {"ns": feed.ns, "cursor": make_cursor(feed.ns, feed.last),
+                                            "reason": reason}))
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        close = (CloseCode.normal, "bye")
+        try:
+            await self._handshake()
+            self._spawn(self._writer())
+            # The session ends when the peer does (reader) or the heartbeat says so (idle, logged
+            # out); either way the one close below runs, after cleanup (presence leave) -- the
+            # heartbeat never closes by itself, as a close to a peer that stopped reading may hang.
+            ends = {self._spawn(self._read_loop()), self._spawn(self._heartbeat())}
+            done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        except _Close as c:
+            close = (c.code, c.reason)
+        except ProtocolError as exc:
+            close = (exc.close or CloseCode.bad_frame, exc.message)
+        except (WebSocketDisconnect, OSError):
+            pass
+        except Exception:
+            log.exception("session %s failed", self.id)
+            close = (CloseCode.server_error, "internal error")
+        finally:
+            await self._cleanup()
+            await self._flush_briefly()
+            self.session.closed()
+            await self.t.close(close[0], close[1])
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _cleanup(self) -> None:
+        for feed in list(self.feeds.values()):
+            feed.dead = True
+            self.hub.detach(feed.ns, feed)
+        self.feeds.clear()
+        for (ns, path), (_member, watcher) in list(self.places.items()):
+            self.presence.unwatch(ns, path, watcher)
+            with contextlib.suppress(SatchelError):
+                await self.presence.leave(ns, path, self.member_key)
+        self.places.clear()
+        writer_and_others = list(self.tasks)
+        for t in writer_and_others:
+            t.cancel()
+
+    async def _flush_briefly(self) -> None:
+        """Send what is queued (an error frame before a close) for a moment; never wait long."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1):
+                while self.queue:
+                    await self.t.send(self.queue.popleft())
+
+    async def _recv_frame(self) -> Frame | None:
+        data = await self.t.recv()
+        if data is None:
+            return None
+        self.last_recv = time.monotonic()
+        return decode(data)
+
+    async def _handshake(self) -> None:
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT_MS / 1000):
+                frame = await self._recv_frame()
+        except TimeoutError:
+            raise _Close(CloseCode.hello_timeout, "no hello in time") from None
+        if frame is None:
+            raise _Close(CloseCode.normal, "gone before hello")
+        self.session.receive(frame)
+        versions = frame.body.get("versions")
+        if not isinstance(versions, list) or VERSION not in versions:
+            self.send(error_frame(frame.id, ErrorCode.bad_request, f"this server speaks version {VERSION}",
+                                  versions=[VERSION]))
+            raise _Close(CloseCode.unsupported_version, f"this server speaks version {VERSION}")
+        token = frame.body.get("token")
+        try:
+            if not isinstance(token, str) or not token:
+                raise SatchelError(ErrorCode.unauthorized, "hello needs a device token")
+            self.who = await accounts.authenticate(self.svc, token)
+        except SatchelError as exc:
+            self.send(error_frame(frame.id, exc.code, exc.message))
+            raise _Close(CloseCode.unauthorized, exc.message) from None
+        self.token = token
+        self.device = await accounts.device_info(self.svc, self.who)
+        self.session.welcomed()
+        self.send(Frame(MsgType.welcome, frame.id, {
+            "version": VERSION, "session": self.id,
+            "user": {"id": self.who.user_id, "name": self.who.user_name}, "device_id": self.who.device_id,
+            "heartbeat_ms": int(self.heartbeat * 1000), "idle_timeout_ms": int(self.heartbeat * 3000),
+            "limits": {"max_frame": MAX_FRAME, "inline": INLINE_LIMIT, "subscriptions": MAX_SUBSCRIPTIONS,
+                       "in_flight": MAX_IN_FLIGHT},
+            "namespaces": [{"ns": ns, "path": "/", "role": "owner"}
+                           for ns in changes.readable_namespaces(self.who)],
+        }))
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                frame = await self._recv_frame()
+                if frame is None:
+                    return
+                frame = self.session.receive(frame)
+            except ProtocolError as exc:
+                if exc.close is not None:
+                    self.send(error_frame(exc.request_id, exc.code, exc.message))
+                    raise
+                self.send(error_frame(exc.request_id, exc.code, exc.message))
+                continue
+            if frame.type is MsgType.ping:
+                self.send(Frame(MsgType.pong, frame.id))
+            elif frame.type is not MsgType.pong:
+                self.session.started()
+                self._spawn(self._handle(frame))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            if time.monotonic() - self.last_recv > 3 * self.heartbeat:
+                raise _Close(CloseCode.idle_timeout, "no frame received in time")
+            try:
+                await accounts.authenticate(self.svc, self.token)  # logged out since? (checked per heartbeat)
+            except SatchelError as exc:
+                if exc.code is ErrorCode.unauthorized:
+                    self.send(error_frame(0, exc.code, exc.message))
+                    raise _Close(CloseCode.unauthorized, exc.message) from None
+            for (ns, path), (member, _watcher) in list(self.places.items()):
+                # set, not touch: it also brings back a member that expired during an outage
+                # (same state again sends no event).
+                with contextlib.suppress(SatchelError):
+                    await self.presence.set(ns, path, member)
+            self.send(Frame(MsgType.ping, 0))
+
+    # ------------------------------------------------------------ requests
+
+    async def _handle(self, frame: Frame) -> None:
+        try:
+            handler = {
+                MsgType.subscribe: self._subscribe,
+                MsgType.unsubscribe: self._unsubscribe,
+                MsgType.commit: self._commit,
+                MsgType.presence_set: self._presence_set,
+            }[frame.type]
+            await handler(frame)
+        except ProtocolError as exc:
+            self.send(error_frame(frame.id, exc.code, exc.message))
+        except SatchelError as exc:
+            self.send(error_frame(frame.id, exc.code, exc.message, **_plain(exc.details)))
+        except Exception:
+            log.exception("session %s: %s failed", self.id, frame.type.name)
+            self.send(error_frame(frame.id, ErrorCode.internal, "internal error"))
+        finally:
+            self.session.finished()
+
+    async def _subscribe(self, frame: Frame) -> None:
+        assert self.who is not None
+        ns = field_int(frame, "ns", maximum=2**31 - 1)
+        assert ns is not None
+        changes.check_readable(self.who, ns)
+        cursor = frame.body.get("cursor")
+        start: int | None = None
+        if cursor is not None:
+            cns, start = parse_cursor(cursor)
+            if cns != ns:
+                raise SatchelError(ErrorCode.bad_cursor, "this cursor belongs to another namespace")
+        old = self.feeds.pop(ns, None)
+        if old is not None:  # subscribing again restarts the feed from the given cursor
+            old.dead = True
+            self.hub.detach(ns, old)
+        feed = Feed(self, ns)
+        self.feeds[ns] = feed
+        self.session.subscriptions.add(ns)
+        await self.hub.attach(ns, feed)
+        async with self.svc.db.read() as s:
+            head = await changes.head_seq(s, ns)
+        if start is None:
+            feed.last = head
+        elif start > head:
+            self._drop(feed)
+            raise SatchelError(ErrorCode.bad_cursor, "this cursor is ahead of the journal")
+        else:
+            feed.last = start
+            while feed.last < head and not feed.dead:
+                async with self.svc.db.read() as s:
+                    page = await changes.entries_after(s, ns, feed.last, changes.PAGE)
+                for entry in page:
+                    self._enqueue(encode(Frame(MsgType.change, 0, entry)))
+                    feed.last = entry["seq"]
+                if not page:
+                    break
+                await self.wait_for_room()
+        if feed.dead:
+            return
+        feed.replaying = False
+        for seq, data in feed.buffer:
+            if seq > feed.last:
+                feed.last = seq
+                self._enqueue(data)
+        feed.buffer.clear()
+        self.send(Frame(MsgType.subscribed, frame.id, {"ns": ns, "seq": feed.last,
+                                                       "cursor": make_cursor(ns, feed.last)}))
+
+    def _drop(self, feed: Feed) -> None:
+        feed.dead = True
+        self.hub.detach(feed.ns, feed)
+        if self.feeds.get(feed.ns) is feed:
+            del self.feeds[feed.ns]
+        self.session.subscriptions.discard(feed.ns)
+
+    async def _unsubscribe(self, frame: Frame) -> None:
+        ns = field_int(frame, "ns", maximum=2**31 - 1)
+        assert ns is not None
+        feed = self.feeds.get(ns)
+        if feed is not None:
+            self._drop(feed)
+        self.send(Frame(MsgType.unsubscribed, frame.id, {"ns": ns}))
+
+    async def _commit(self, frame: Frame) -> None:
+        assert self.who is not None
+        entry = await uploads.commit_ops(self.svc, self.who, frame.body)
+        self.send(Frame(MsgType.committed, frame.id, {"entry": entry}))
+
+    async def _presence_set(self, frame: Frame) -> None:
+        assert self.who is not None
+        ns = field_int(frame, "ns", maximum=2**31 - 1)
+        assert ns is not None
+        changes.check_readable(self.who, ns)
+        path = paths.normalize(frame.body.get("path"))
+        state = field_str(frame, "state", required=False, max_len=16)
+        if state not in (None, "viewing", "editing"):
+            raise SatchelError(ErrorCode.bad_request, "state is 'viewing', 'editing' or nil (leave)")
+        place = (ns, path)
+        if state is None:
+            if place in self.places:
+                _member, watcher = self.places.pop(place)
+                self.presence.unwatch(ns, path, watcher)
+                await self.presence.leave(ns, path, self.member_key)
+            self.send(Frame(MsgType.presence, frame.id, {"ns": ns, "path": path, "members": []}))
+            return
+        old = self.places.get(place)
+        member = Member(self.member_key, self.who.user_id, self.who.user_name, self.who.device_id,
+                        self.device["name"], self.device["kind"], state, old[0].since_ms if old else now_ms())
+        if old is None:
+            watcher = self._presence_watcher(ns, path)
+            self.presence.watch(ns, path, watcher)
+        else:
+            watcher = old[1]
+        self.places[place] = (member, watcher)
+        members = await self.presence.set(ns, path, member)
+        self.send(Frame(MsgType.presence, frame.id, {"ns": ns, "path": path,
+                                                     "members": [m.to_wire() for m in members]}))
+
+    def _presence_watcher(self, ns: int, path: str) -> Watcher:
+        def on_event(event: str, member: Member) -> None:
+            if member.key != self.member_key:  # a client knows its own moves
+                self.offer(encode(Frame(MsgType.presence_event, 0, {
+                    "ns": ns, "path": path, "event": event, "member": member.to_wire()})))
+
+        return on_event
+
+
+def _plain(details: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in details.items() if isinstance(v, str | int | float | bool | list | None)}
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    svc: Services = ws.app.state.services
+    offered = ws.scope.get("subprotocols") or []
+    await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    conn = Connection(svc, ws.app.state.hub, ws.app.state.presence, StarletteTransport(ws), ws.app.state.node)
+    await conn.run()
