@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -19,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import blake3
-import httpx
 import psutil
+
+from tests.harness.server import ServerProcess, free_port  # one runner for tests and benchmarks
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -150,12 +150,6 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def median(xs: Sequence[float]) -> float:
@@ -290,36 +284,17 @@ def busy_cpu_s() -> float:
 
 # ------------------------------------------------------------------ servers
 
-class SatchelServer:
-    """``satchel serve`` with the embedded defaults (SQLite + local chunk store) in *data_dir*."""
+class SatchelServer(ServerProcess):
+    """The tests' ``satchel serve`` runner plus what a benchmark needs: RSS sampling from the start."""
 
     def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir.parent / f"{data_dir.name}.log"
-        self.env = {**os.environ, "SATCHEL_LOG_LEVEL": "warning", **(extra_env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(data_dir, extra_env)
         self.sampler: RssSampler | None = None
 
     def start(self, timeout: float = 30) -> SatchelServer:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [str(VENV_BIN / "satchel"), "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"satchel serve exited with {self.proc.returncode}: see {self.log_path}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    self.sampler = RssSampler(self.proc.pid).start()
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"satchel serve did not come up in {timeout}s: see {self.log_path}")
+        super().start(timeout)
+        self.sampler = RssSampler(self.pid).start()
+        return self
 
     @property
     def pid(self) -> int:
@@ -327,23 +302,13 @@ class SatchelServer:
         return self.proc.pid
 
     def rss_mib(self) -> float:
-        total = 0
         p = psutil.Process(self.pid)
-        for q in [p, *p.children(recursive=True)]:
-            total += q.memory_info().rss
-        return total / MiB
+        return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / MiB
 
     def stop(self) -> None:
         if self.sampler:
             self.sampler.stop()
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        super().stop()
 
 
 class RsyncDaemon:
