@@ -126,3 +126,16 @@ def test_range_parsing():
 
 def test_every_error_code_has_a_status():
     assert set(STATUS) == set(ErrorCode)
+
+
+def test_a_non_ascii_signature_is_a_bad_signature_not_a_crash():
+    s = UrlSigner("k")
+    url = s.sign("GET", "/x", {}, ttl=60)
+    params = dict(p.split("=", 1) for p in url.split("?")[1].split("&"))
+    for sig in ("é", "\udcff", "ü" * 43):
+        with pytest.raises(SatchelError) as err:
+            s.verify("GET", "/x", params | {"sig": sig})
+        assert err.value.code is ErrorCode.bad_signature
+    with pytest.raises(SatchelError) as err:
+        parse_range("bytes=-5", 0)  # an empty file has no last 5 bytes
+    assert err.value.code is ErrorCode.range_not_satisfiable

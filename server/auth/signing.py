@@ -39,7 +39,8 @@ class UrlSigner:
         sig = params.pop("sig", "")
         if not sig or "exp" not in params:
             raise SatchelError(ErrorCode.bad_signature, "this URL is not signed")
-        if not hmac.compare_digest(sig, self._mac(method, path, params)):
+        # Bytes, not str: compare_digest raises TypeError on non-ASCII strings (a 500 for '?sig=é').
+        if not hmac.compare_digest(sig.encode("utf-8", "surrogatepass"), self._mac(method, path, params).encode()):
             raise SatchelError(ErrorCode.bad_signature, "the URL's signature does not match")
         try:
             expired = int(params["exp"]) < time.time()

@@ -105,7 +105,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     if not m.group(1):  # suffix: the last N bytes
         n = int(m.group(2))
-        if n == 0:
+        if n == 0 or size == 0:
             raise SatchelError(ErrorCode.range_not_satisfiable, "empty suffix range", size=size)
         return max(0, size - n), size
     start = int(m.group(1))

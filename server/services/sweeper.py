@@ -38,14 +38,16 @@ async def _expire_uploads(svc: Services, now: int) -> int:
 
 
 async def _referenced(svc: Services, keys: list[BlobKey]) -> set[tuple[int, bytes]]:
+    """(owner, digest) of *keys* that a chunk row or an upload session refers to. One statement,
+    so on PostgreSQL one snapshot: a commit that moves a reference from its session to a chunk row
+    between two separate queries would otherwise look like no reference at all."""
     digests = [k.digest for k in keys]
+    query = select(Chunk.owner_id, Chunk.hash).where(Chunk.hash.in_(digests)).union_all(
+        select(Upload.owner_id, UploadChunk.hash).join(Upload, Upload.id == UploadChunk.upload_id)
+        .where(UploadChunk.hash.in_(digests)))
     async with svc.db.read() as s:
-        rows = (await s.execute(select(Chunk.owner_id, Chunk.hash).where(Chunk.hash.in_(digests)))).all()
-        held = (await s.execute(
-            select(Upload.owner_id, UploadChunk.hash).join(Upload, Upload.id == UploadChunk.upload_id)
-            .where(UploadChunk.hash.in_(digests))
-        )).all()
-    return {(o, bytes(h)) for o, h in [*rows, *held]}
+        rows = (await s.execute(query)).all()
+    return {(o, bytes(h)) for o, h in rows}
 
 
 async def sweep_once(svc: Services) -> dict[str, int]:
@@ -58,7 +60,8 @@ async def sweep_once(svc: Services) -> dict[str, int]:
         refs = await _referenced(svc, batch)
         gone = 0
         for key in batch:
-            if (key.owner_id, key.digest) not in refs:
+            # Checked again right before the delete: the batch check may be seconds old by now.
+            if (key.owner_id, key.digest) not in refs and not await _referenced(svc, [key]):
                 await svc.blobs.delete(key)
                 gone += 1
         batch.clear()

@@ -41,6 +41,14 @@ def live(ns_id: int) -> Any:
     return (Node.ns_id == ns_id) & Node.deleted_ms.is_(None)
 
 
+def subtree(svc: Services, ns_id: int, folder: str) -> Any:
+    """Live nodes strictly below *folder*, as a byte-wise range. On PostgreSQL the comparison is
+    COLLATE "C": under a locale collation (en_US…) '/Docs/x' would sort inside '/docs/'s range."""
+    lo, hi = paths.descendant_range(folder)
+    col = Node.path.collate("C") if svc.db.dialect == "postgresql" else Node.path
+    return live(ns_id) & (col >= lo) & (col < hi)
+
+
 async def get_node(s: AsyncSession, ns_id: int, path: str) -> Node | None:
     if path == paths.ROOT:
         return None
@@ -154,11 +162,10 @@ async def move(svc: Services, who: Principal, src: object, dst: object) -> dict[
         await ensure_parents(s, who, b.ns_id, b.path)
         now = now_ms()
         if node.kind == "dir":  # re-root the subtree: metadata only, no bytes move
-            lo, hi = paths.descendant_range(a.path)
             cut = len(a.path) + 1
             await s.execute(
                 update(Node)
-                .where(live(a.ns_id), Node.path >= lo, Node.path < hi)
+                .where(subtree(svc, a.ns_id, a.path))
                 .values(path=literal(b.path, String).concat(func.substr(Node.path, cut, type_=String)),
                         parent_path=literal(b.path, String).concat(
                             func.substr(Node.parent_path, cut, type_=String)))
@@ -183,9 +190,8 @@ async def delete(svc: Services, who: Principal, path: object) -> dict[str, Any]:
             raise SatchelError(ErrorCode.not_found, f"{loc.path} does not exist", path=loc.path)
         now = now_ms()
         if node.kind == "dir":
-            lo, hi = paths.descendant_range(loc.path)
             await s.execute(
-                update(Node).where(live(loc.ns_id), Node.path >= lo, Node.path < hi)
+                update(Node).where(subtree(svc, loc.ns_id, loc.path))
                 .values(deleted_ms=now).execution_options(synchronize_session=False)
             )
         node.deleted_ms = now

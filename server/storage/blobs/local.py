@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import logging
 import os
 import secrets
@@ -31,13 +32,30 @@ FLUSH_EVERY = 64 * 1024 * 1024
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
-def _syncfs(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if not hasattr(_libc, "syncfs") or _libc.syncfs(fd) != 0:
+def _syncfs(fd: int) -> None:
+    """Flush the file system holding *fd*; raise OSError if writeback failed (EIO, ENOSPC…).
+
+    One fd kept open for the store's lifetime: syncfs reports writeback errors that happened since
+    that fd was opened, so a fresh fd per call would miss errors of earlier background writeback."""
+    if not hasattr(_libc, "syncfs"):
+        os.sync()
+        return
+    if _libc.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        if err == errno.ENOSYS:
             os.sync()
-    finally:
-        os.close(fd)
+            return
+        raise OSError(err, os.strerror(err))
+
+
+def _place(tmp: str, final: str) -> None:
+    """Give *tmp* the name *final* unless the chunk is there already. A stored chunk is never
+    replaced (the new copy's data may not be on disk yet); its mtime is refreshed instead, so the
+    orphan sweeper's grace period counts from this upload."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        os.utime(final)
 
 
 class LocalBlobStore:
@@ -50,6 +68,8 @@ class LocalBlobStore:
         self._tmp_seq = 0
         self._unflushed = 0
         self._flushing: asyncio.Task[None] | None = None
+        self._flush_error: OSError | None = None
+        self._root_fd = -1  # opened in start(): see _syncfs
 
     def _path(self, key: BlobKey) -> Path:
         h = key.hex
@@ -63,10 +83,14 @@ class LocalBlobStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
         for stale in self.tmp.iterdir():  # partial writes of a previous run
             stale.unlink(missing_ok=True)
+        self._root_fd = os.open(self.root, os.O_RDONLY)
 
     async def close(self) -> None:
         if self._flushing is not None:
             await self._flushing
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1
 
     async def size(self, key: BlobKey) -> int | None:
         try:
@@ -86,9 +110,11 @@ class LocalBlobStore:
 
     async def _background_flush(self) -> None:
         try:
-            await asyncio.to_thread(_syncfs, self.root)
-        except OSError as exc:  # only an optimisation: the commit's sync() reports real failures
-            log.warning("background writeback failed: %s", exc)
+            await asyncio.to_thread(_syncfs, self._root_fd)
+        except OSError as exc:
+            # The kernel reports a writeback error once: keep it for the next commit's sync().
+            log.error("background writeback failed: %s", exc)
+            self._flush_error = exc
 
     async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes]) -> None:
         # Hot path (one call per uploaded chunk): plain string paths, no mkdir unless the rename
@@ -98,7 +124,6 @@ class LocalBlobStore:
         tmp = f"{self._tmp_prefix}{self._tmp_seq}"
         hasher = new_hasher()
         received = 0
-        placed = False
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -121,19 +146,17 @@ class LocalBlobStore:
                                    hash=key.hex)
             final = self._str_path(key)
             try:
-                os.replace(tmp, final)
+                _place(tmp, final)
             except FileNotFoundError:  # first chunk in this ab/cd folder
                 os.makedirs(os.path.dirname(final), exist_ok=True)
-                os.replace(tmp, final)
-            placed = True
+                _place(tmp, final)
             self._written(size)
         except OSError as exc:
             log.error("local blob store write failed: %s", exc)
             raise SatchelError(ErrorCode.unavailable, "the chunk store cannot write right now") from exc
         finally:
-            if not placed:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     async def read(self, key: BlobKey, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         try:
@@ -156,7 +179,16 @@ class LocalBlobStore:
         self._path(key).unlink(missing_ok=True)
 
     async def sync(self) -> None:
-        await asyncio.to_thread(_syncfs, self.root)
+        if self._flushing is not None:
+            await self._flushing
+        try:
+            error, self._flush_error = self._flush_error, None
+            if error is not None:
+                raise error
+            await asyncio.to_thread(_syncfs, self._root_fd)
+        except OSError as exc:
+            log.error("chunk store sync failed: %s", exc)
+            raise SatchelError(ErrorCode.unavailable, "the chunk store could not make data durable") from exc
 
     async def presign_upload(self, upload_id: str, key: BlobKey, size: int, ttl: float) -> DirectUrl:
         raise SatchelError(ErrorCode.not_found, "this store has no direct upload URLs")
