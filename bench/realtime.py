@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +140,47 @@ def wait_load(args: argparse.Namespace, what: str) -> dict[str, Any]:
             "quiet": load < args.load_limit, "loadavg": [round(x, 2) for x in os.getloadavg()],
             "syncfs_ms": syncfs_ms(Path(tempfile.gettempdir()))}
     if not info["quiet"]:
-        print(f"  [{what}] WARNING: measuring with load average {load:.2f} (never dropped below "
-              f"{args.load_limit})", flush=True)
+        why = f"never dropped below {args.load_limit}" if args.wait_load else "--no-wait-load"
+        print(f"  [{what}] WARNING: measuring with load average {load:.2f} ({why})", flush=True)
     return info
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process and all its children (live, and exited ones already reaped)."""
+    t = os.times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            c = child.cpu_times()
+            total += c.user + c.system
+    return total
+
+
+def _busy_cpu() -> float:
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0)
+                 - getattr(t, "guest_nice", 0.0))
+
+
+@contextlib.contextmanager
+def section(args: argparse.Namespace, results: dict[str, Any], name: str) -> Iterator[None]:
+    """Wait for a quiet machine, then record how much CPU *other* processes used while measuring
+    (system busy time minus this benchmark's own process tree, in cores) and the load at the end."""
+    info = wait_load(args, name)
+    wall0, busy0, own0, cpu0 = time.monotonic(), _busy_cpu(), _own_cpu(), psutil.cpu_times()
+    try:
+        yield
+    finally:
+        wall = time.monotonic() - wall0
+        others = max(0.0, (_busy_cpu() - busy0) - (_own_cpu() - own0)) / wall if wall else 0.0
+        cpu1 = psutil.cpu_times()
+        ticks = sum(cpu1) - sum(cpu0)
+        steal = (getattr(cpu1, "steal", 0.0) - getattr(cpu0, "steal", 0.0)) / ticks * 100 if ticks else 0.0
+        info.update(seconds=round(wall, 1), others_cpu_cores=round(others, 2), steal_pct=round(steal, 2),
+                    loadavg_end=[round(x, 2) for x in os.getloadavg()])
+        results["load"][name] = info
+        if others > 0.2:
+            print(f"  [{name}] note: other processes used {others:.2f} cores on average meanwhile", flush=True)
 
 
 # ------------------------------------------------------------------ processes
@@ -410,8 +449,8 @@ async def fanout_series(url_commit: str, url_sub: str, tokens: list[str], ns_lis
                 await pool.close()
             res["connect_s"] = round(opened, 2)
             print(f"  {label:>10} N={n:>5}: p50 {res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms  "
-                  f"all p99 {res['all_p99_ms']:.2f} ms  ack p50 {res['ack_p50_ms']:.2f} ms  "
-                  f"missing {res['missing']}", flush=True)
+                  f"all p99 {res['all_p99_ms']:.2f} ms  first p50 {res['first_p50_ms']:.2f} ms  "
+                  f"ack p50 {res['ack_p50_ms']:.2f} ms  missing {res['missing']}", flush=True)
             out.append(res)
             await asyncio.sleep(1.0)
     finally:
@@ -667,29 +706,29 @@ async def run(args: argparse.Namespace, stack: Stack, work: Path) -> dict[str, A
     pad = args.floor_pad
     if "single" in sections:
         print("Satchel, one node (SQLite, in-process bus):", flush=True)
-        results["load"]["single"] = wait_load(args, "single")
-        results["single"] = await section_single(stack, work, args)
+        with section(args, results, "single"):
+            results["single"] = await section_single(stack, work, args)
         pad = max([r["frame_bytes"] for r in results["single"]["series"]] + [0]) or pad
     if "floors" in sections:
         print(f"Floors (raw websockets broadcast of a {pad}-byte frame; raw Redis pub/sub):", flush=True)
         results["ws_floors"] = []
         for loop in args.floor_loops:
-            results["load"][f"ws_floor_{loop}"] = wait_load(args, f"floor {loop}")
-            results["ws_floors"].append(await section_ws_floor(stack, args, loop, pad))
+            with section(args, results, f"ws_floor_{loop}"):
+                results["ws_floors"].append(await section_ws_floor(stack, args, loop, pad))
     redis_url = start_redis(stack, work) if {"floors", "two"} & sections else ""
     if "floors" in sections:
-        results["load"]["redis_floor"] = wait_load(args, "redis floor")
-        results["redis_floor"] = await redis_floor(redis_url, args.redis_messages, 50, pad)
+        with section(args, results, "redis_floor"):
+            results["redis_floor"] = await redis_floor(redis_url, args.redis_messages, 50, pad)
         r = results["redis_floor"]
         print(f"  redis pub/sub: p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms", flush=True)
     if "two" in sections:
         print("Satchel, two nodes (PostgreSQL + Redis; commit on node 1, subscribers on node 2):", flush=True)
-        results["load"]["two_nodes"] = wait_load(args, "two nodes")
-        results["two_nodes"] = await section_two_nodes(stack, work, redis_url, args)
+        with section(args, results, "two_nodes"):
+            results["two_nodes"] = await section_two_nodes(stack, work, redis_url, args)
     if "idle" in sections:
         print("Idle connections on one server process:", flush=True)
-        results["load"]["idle"] = wait_load(args, "idle")
-        results["idle"] = await section_idle(stack, work, args)
+        with section(args, results, "idle"):
+            results["idle"] = await section_idle(stack, work, args)
     results["load"]["end"] = [round(x, 2) for x in os.getloadavg()]
     results["ratios"] = ratios(results)
     return results
