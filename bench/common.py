@@ -20,7 +20,7 @@ from pathlib import Path
 import blake3
 import psutil
 
-from tests.harness.server import ServerProcess, free_port  # one runner for tests and benchmarks
+from tests.harness.server import ServerProcess, free_port, terminate  # one runner for tests and benchmarks
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -346,11 +346,5 @@ class RsyncDaemon:
         raise RuntimeError("rsync --daemon did not start listening")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 10)
         self.proc = None

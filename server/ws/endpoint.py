@@ -179,11 +179,7 @@ class Connection:
     def resync(self, feed: Feed, reason: str) -> None:
         if feed.dead:
             return
-        feed.dead = True
-        self.hub.detach(feed.ns, feed)
-        if self.feeds.get(feed.ns) is feed:
-            del self.feeds[feed.ns]
-            self.session.subscriptions.discard(feed.ns)
+        self._drop(feed)
         log.info("session %s: resync namespace %d at seq %d (%s)", self.id, feed.ns, feed.last, reason)
         self.send(Frame(MsgType.resync, 0, {"ns": feed.ns, "cursor": make_cursor(feed.ns, feed.last),
                                             "reason": reason}))

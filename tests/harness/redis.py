@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 
-from tests.harness.server import free_port
+from tests.harness.server import free_port, terminate
 
 
 class RedisServer:
@@ -47,11 +47,5 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM and wait: every client connection drops, the port is free again."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 10)
         self.proc = None

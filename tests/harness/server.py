@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,17 @@ from pathlib import Path
 import httpx
 
 VENV_BIN = Path(sys.executable).parent
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
+    """SIGTERM, wait up to *timeout*, then SIGKILL: every test and bench process stops this way."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def free_port() -> int:
@@ -59,13 +69,7 @@ class ServerProcess:
             return ""
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.proc = None
 
     def kill(self) -> None:
