@@ -314,6 +314,31 @@ async def test_promote_refuses_staged_object_replaced_after_hashing(
     assert not await s3_store.exists(key)
 
 
+async def test_promote_swap_never_replaces_a_chunk_another_upload_stored(
+    s3_store: S3BlobStore, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Upload 2 sees no final object; before its copy, upload 1 stores the good chunk (a commit may
+    # now refer to it) and client 2 swaps its staged bytes. Upload 2 must fail without touching it.
+    key, data = chunk(10_000)
+    one = await s3_store.presign_upload("up1", key, len(data), 60)
+    two = await s3_store.presign_upload("up2", key, len(data), 60)
+    for direct in (one, two):
+        assert (await put_url(direct.url, data)).status_code == 200
+    exists = s3_store._object_exists
+
+    async def absent_then_race(obj: str) -> bool:
+        assert not await exists(obj)
+        monkeypatch.setattr(s3_store, "_object_exists", exists)
+        await s3_store.promote("up1", key, len(data))
+        assert (await put_url(two.url, os.urandom(len(data)))).status_code == 200
+        return False
+
+    monkeypatch.setattr(s3_store, "_object_exists", absent_then_race)
+    await expect_error(ErrorCode.hash_mismatch, s3_store.promote("up2", key, len(data)))
+    assert await read_all(s3_store, key) == data
+    assert await s3_store.staged("up2") == set()
+
+
 async def test_presigned_url_tampered_is_refused(s3_store: S3BlobStore) -> None:
     key, data = chunk(1000)
     direct = await s3_store.presign_upload("up1", key, len(data), 60)

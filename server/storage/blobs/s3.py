@@ -340,18 +340,23 @@ class S3BlobStore:
         return None
 
     async def _copy_verified(self, staged: str, final: str, etag: str | None, key: BlobKey) -> None:
-        """Copy *staged* to *final* only if it is still the object we hashed.
+        """Put the bytes we hashed at *final*, never any others.
 
         The presigned URL stays valid until it expires, so the client could overwrite the staged
-        object between our GET and the copy. CopySourceIfMatch stops that on AWS; servers that
-        ignore it (rclone does) are caught by comparing the copy's ETag afterwards.
+        object between our GET and the copy. CopySourceIfMatch stops that on AWS, but servers that
+        ignore it (rclone does) are only caught by comparing the copy's ETag afterwards, and by
+        then a copy straight to *final* could have replaced a good chunk that a concurrent commit
+        already references. So the copy goes first to a key no client can write (next to the
+        staged object, so ``discard_staged`` cleans it up after a crash), is checked there, and
+        only a checked copy moves on to *final*.
         """
-        args: dict[str, Any] = {"Bucket": self.bucket, "Key": final,
+        checked = staged.rpartition("/")[0] + "/verified/" + key.hex
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": checked,
                                 "CopySource": {"Bucket": self.bucket, "Key": staged}}
         if etag:
             args["CopySourceIfMatch"] = etag
         try:
-            with _translated("copy_object", final):
+            with _translated("copy_object", checked):
                 result = await self._s3.copy_object(**args)
         except SatchelError as exc:
             cause = exc.__cause__
@@ -363,10 +368,14 @@ class S3BlobStore:
             raise
         copied = result.get("CopyObjectResult", {}).get("ETag")
         if etag and copied and copied != etag:
-            await self._delete_quietly(final)  # we created it just now (it did not exist)
+            await self._delete_quietly(checked)
             await self._delete_quietly(staged)
             raise SatchelError(ErrorCode.hash_mismatch, "staged chunk changed while it was verified",
                                hash=key.hex)
+        with _translated("copy_object", final):
+            await self._s3.copy_object(Bucket=self.bucket, Key=final,
+                                       CopySource={"Bucket": self.bucket, "Key": checked})
+        await self._delete_quietly(checked)
 
     async def _delete_quietly(self, obj: str) -> None:
         """Best-effort cleanup: a failure here must not hide the error being reported."""
