@@ -45,6 +45,15 @@ class ChunkHttp:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc) from exc
 
+    async def put_stream(self, url: str, body: AsyncIterator[bytes], headers: dict[str, str]
+                         ) -> tuple[int, bytes]:
+        """PUT a body produced piece by piece (chunked transfer encoding); return (status, body)."""
+        try:
+            async with self.session.put(URL(url, encoded=True), data=body, headers=headers) as resp:
+                return resp.status, await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_error(exc) from exc
+
     @contextlib.asynccontextmanager
     async def get(self, url: str, headers: dict[str, str] | None = None
                   ) -> AsyncIterator[tuple[int, AsyncIterator[bytes], dict[str, Any]]]:

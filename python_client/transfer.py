@@ -20,7 +20,7 @@ import os
 import queue
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,7 @@ import httpx
 
 from python_client.api import SatchelClient, raise_for_error
 from python_client.chunk_http import ChunkHttp
-from server.core import chunking
+from server.core import chunking, pack
 from server.core.chunking import ChunkRef, chunk_file, hash_bytes, new_hasher
 from server.core.errors import ErrorCode, SatchelError
 
@@ -164,7 +164,10 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     try:
         for attempt in range(RETRIES):
             try:
-                await _send_chunks(client, pool, fd, info["missing"], where, stats, advance)
+                if info.get("pack_url"):
+                    await _send_packs(client, pool, fd, info, where, stats, advance)
+                else:
+                    await _send_chunks(client, pool, fd, info["missing"], where, stats, advance)
                 return await client.commit_upload(info["upload_id"])
             except UrlExpired:
                 pass
@@ -181,40 +184,85 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         await pool.aclose()
 
 
-async def _put(pool: ChunkHttp, m: dict[str, Any], data: bytes) -> tuple[int, bytes]:
-    """PUT one chunk to its signed URL (this server's or the object store's)."""
-    status, body = await pool.put(m["url"], data, m["headers"])
-    if status >= 400 and not (status in (400, 403) and b"expired" in body.lower()):
-        if status >= 500:
-            raise SatchelError(ErrorCode.unavailable, f"HTTP {status}")
+def _check_put(status: int, body: bytes) -> None:
+    """Raise for a failed chunk or pack PUT (this server's or the object store's answer)."""
+    if status in (400, 403) and b"expired" in body.lower():
+        raise UrlExpired()
+    if status >= 500:
+        raise SatchelError(ErrorCode.unavailable, f"HTTP {status}")
+    if status >= 400:
         raise_for_error(httpx.Response(status, content=body, headers={"content-type": "application/json"}))
-    return status, body
+
+
+async def _deliver(put: Callable[[], Awaitable[tuple[int, bytes]]], chunks: int, size: int,
+                   stats: TransferStats, advance: Progress | None) -> None:
+    """Run one PUT (a chunk or a pack), retrying transport failures; count what got through."""
+    for attempt in range(RETRIES):
+        try:
+            _check_put(*await put())
+            stats.bytes_sent += size
+            stats.chunks_sent += chunks
+            if advance:
+                advance(size)
+            return
+        except Exception as exc:
+            if not _retryable(exc) or attempt == RETRIES - 1:
+                raise
+            await _backoff(attempt)
 
 
 async def _send_chunks(client: SatchelClient, pool: ChunkHttp, fd: int, missing: list[dict[str, Any]],
                        where: dict[str, tuple[int, int]], stats: TransferStats,
                        advance: Progress | None) -> None:
+    """One PUT per missing chunk, to its own signed URL (object stores)."""
     async def send(m: dict[str, Any]) -> None:
         offset, size = where[m["hash"]]
         data = await asyncio.to_thread(os.pread, fd, size, offset)
         if len(data) != size:
             raise SatchelError(ErrorCode.conflict, "the file changed while it was being uploaded")
-        for attempt in range(RETRIES):
-            try:
-                status, body = await _put(pool, m, data)
-                if status in (400, 403) and b"expired" in body.lower():
-                    raise UrlExpired()
-                stats.bytes_sent += size
-                stats.chunks_sent += 1
-                if advance:
-                    advance(size)
-                return
-            except Exception as exc:
-                if not _retryable(exc) or attempt == RETRIES - 1:
-                    raise
-                await _backoff(attempt)
+        await _deliver(lambda: pool.put(m["url"], data, m["headers"]), 1, size, stats, advance)
 
     await _pool(client.parallel, missing, send)
+
+
+PACK_BYTES = 8 * 1024 * 1024  # a pack request carries about this much (fewer requests, bounded memory)
+PACK_PARALLEL = 3  # packs in flight: enough to keep the server busy while one is read from disk
+
+
+def _packs(missing: list[dict[str, Any]], where: dict[str, tuple[int, int]]) -> list[list[dict[str, Any]]]:
+    """Group the missing chunks, in file order, into packs of about PACK_BYTES."""
+    ordered = sorted(missing, key=lambda m: where[m["hash"]][0])
+    packs: list[list[dict[str, Any]]] = []
+    size = 0
+    for m in ordered:
+        if not packs or size + m["size"] > PACK_BYTES or len(packs[-1]) >= pack.MAX_PACK_CHUNKS:
+            packs.append([])
+            size = 0
+        packs[-1].append(m)
+        size += m["size"]
+    return packs
+
+
+async def _send_packs(client: SatchelClient, pool: ChunkHttp, fd: int, info: dict[str, Any],
+                      where: dict[str, tuple[int, int]], stats: TransferStats,
+                      advance: Progress | None) -> None:
+    """Send the missing chunks as packs to the session's pack URL (servers with a local store)."""
+    headers = {"Content-Type": pack.MEDIA_TYPE}
+
+    async def body(chunks: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+        yield pack.pack_header([(bytes.fromhex(m["hash"]), m["size"]) for m in chunks])
+        for m in chunks:
+            offset, size = where[m["hash"]]
+            data = await asyncio.to_thread(os.pread, fd, size, offset)
+            if len(data) != size:
+                raise SatchelError(ErrorCode.conflict, "the file changed while it was being uploaded")
+            yield data
+
+    async def send(chunks: list[dict[str, Any]]) -> None:
+        await _deliver(lambda: pool.put_stream(info["pack_url"], body(chunks), headers), len(chunks),
+                       sum(m["size"] for m in chunks), stats, advance)
+
+    await _pool(min(client.parallel, PACK_PARALLEL), _packs(info["missing"], where), send)
 
 
 # ------------------------------------------------------------------------- download

@@ -376,6 +376,27 @@ async def test_chunk_bytes_not_matching_hash_change_nothing(alice, server, store
     assert all(stored_chunk(alice.user_id, m["hash"]) for m in info["missing"])  # the probe does see chunks
 
 
+async def test_after_a_refused_commit_only_the_bad_chunk_is_missing(alice, server):
+    # One forged chunk among good ones: the commit refuses it (S3: at promote, having promoted
+    # the good ones already) and the session then asks for exactly that chunk again.
+    data = secrets.token_bytes(400_000)
+    info = ok(alice("POST", "/api/v1/files", json=announce("/mixed.bin", data)))
+    assert info["missing_count"] >= 3
+    where = {r.hex: (r.offset, r.size) for r in chunk_bytes(data)}
+    bad = info["missing"][1]
+    for m in info["missing"]:
+        off, size = where[m["hash"]]
+        body = secrets.token_bytes(size) if m is bad else data[off:off + size]
+        alice.http.request(m["method"], m["url"], content=body, headers=m["headers"])
+    commit = alice("POST", f"/api/v1/uploads/{info['upload_id']}/commit")
+    expect(commit, *((400, "hash_mismatch") if is_s3(server) else (409, "missing_chunks")))
+    again = ok(alice("GET", f"/api/v1/uploads/{info['upload_id']}"))
+    assert [m["hash"] for m in again["missing"]] == [bad["hash"]]
+    assert [m["hash"] for m in ok(alice("POST", "/api/v1/files", json=announce("/mixed.bin", data)))["missing"]] \
+        == [bad["hash"]]
+    assert content(alice, complete(alice, again, data)["id"]) == data
+
+
 async def test_commit_with_missing_chunks_is_refused(alice):
     data = secrets.token_bytes(300_000)
     info = ok(alice("POST", "/api/v1/files", json=announce("/new/m.bin", data)))

@@ -79,6 +79,13 @@ async def put_chunk(request: Request) -> Response:
     return Response(status_code=201)
 
 
+async def put_pack(request: Request) -> Response:
+    """Signed upload of many chunks of one upload session in one body (server.core.pack)."""
+    stored = await uploads.receive_pack(services(request), request.path_params["upload_id"],
+                                        dict(request.query_params), request.stream())
+    return JSONResponse({"stored": stored})
+
+
 async def get_chunk(request: Request) -> Response:
     """Signed chunk download."""
     svc = services(request)
@@ -144,5 +151,6 @@ routes = [
     Route("/api/v1/uploads/{upload_id}", upload_session, methods=["GET", "DELETE"]),
     Route("/api/v1/uploads/{upload_id}/commit", commit_upload, methods=["POST"]),
     Route("/api/v1/blobs/up/{upload_id}/{hash}", put_chunk, methods=["PUT"]),
+    Route("/api/v1/blobs/pack/{upload_id}", put_pack, methods=["PUT"]),
     Route("/api/v1/blobs/down/{owner_id}/{hash}", get_chunk, methods=["GET"]),
 ]

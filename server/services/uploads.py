@@ -5,6 +5,8 @@
    URL (an S3 presigned PUT into the session's staging area, or this server's own HMAC URL).
    The same announcement again returns the same open session: any upload resumes by re-asking.
 2. ``receive_chunk`` (server URLs only): stream, hash, store; no database work on this hot path.
+   ``receive_pack`` takes many of the session's chunks in one request (``server.core.pack``),
+   checked against the announced list with one query before a byte is stored.
 3. ``commit``: check every chunk is stored (promoting staged S3 chunks after verifying them),
    make them durable, then in ONE transaction: parent check, revision, chunk list, node, journal.
    Nothing is visible before that transaction commits; a stale parent is a ``conflict``.
@@ -28,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.auth.tokens import new_id
 from server.core import chunking, paths
 from server.core.errors import ErrorCode, SatchelError
+from server.core.pack import PackReader
 from server.services import journal, tree
 from server.services.context import Principal, Services
 from server.services.serialize import entry_json, iso
@@ -46,6 +49,10 @@ HEX_HASH = re.compile(f"[0-9a-fA-F]{{{2 * chunking.HASH_BYTES}}}")
 
 def blob_path(upload_id: str, hex_hash: str) -> str:
     return f"/api/v1/blobs/up/{upload_id}/{hex_hash}"
+
+
+def pack_path(upload_id: str) -> str:
+    return f"/api/v1/blobs/pack/{upload_id}"
 
 
 # ---------------------------------------------------------------- request validation
@@ -127,20 +134,32 @@ async def _gather_limited(n: int, coros: list[Any]) -> list[Any]:
     return await asyncio.gather(*(run(c) for c in coros))
 
 
-async def _still_missing(svc: Services, upload: Upload, candidates: list[tuple[bytes, int]]
-                         ) -> list[tuple[bytes, int]]:
-    """Of *candidates*, those not yet in the blob store (for a local store a file check)."""
+async def _still_missing(svc: Services, upload: Upload, candidates: list[tuple[bytes, int]],
+                         resumed: bool = True) -> list[tuple[bytes, int]]:
+    """Of *candidates*, those not yet in the blob store (for a local store a file check).
+
+    With an object store, chunks of a resumed session may also be final already: a commit that
+    failed on one bad chunk has promoted the others (one HEAD each; a fresh session skips this)."""
     if svc.blobs.direct:
         staged = await svc.blobs.staged(upload.id)
-        return [c for c in candidates if c[0] not in staged]
+        unstaged = [c for c in candidates if c[0] not in staged]
+        if not resumed or not unstaged:
+            return unstaged
+        sizes = await _gather_limited(VERIFY_CONCURRENCY, [
+            svc.blobs.size(BlobKey(upload.owner_id, h)) for h, _ in unstaged])
+        return [c for c, stored in zip(unstaged, sizes, strict=True) if stored != c[1]]
     sizes = await _gather_limited(VERIFY_CONCURRENCY, [
         svc.blobs.size(BlobKey(upload.owner_id, h)) for h, _ in candidates])
     return [c for c, stored in zip(candidates, sizes, strict=True) if stored != c[1]]
 
 
+def _url_ttl(svc: Services, upload: Upload) -> float:
+    return min(svc.config.url_ttl, max(1.0, (upload.expires_ms - now_ms()) / 1000))
+
+
 async def _urls(svc: Services, upload: Upload, chunks: list[tuple[bytes, int]], base_url: str
                 ) -> list[dict[str, Any]]:
-    ttl = min(svc.config.url_ttl, max(1.0, (upload.expires_ms - now_ms()) / 1000))
+    ttl = _url_ttl(svc, upload)
     out = []
     for digest, size in chunks:
         hx = digest.hex()
@@ -153,15 +172,17 @@ async def _urls(svc: Services, upload: Upload, chunks: list[tuple[bytes, int]], 
     return out
 
 
-async def _describe(svc: Services, upload: Upload, base_url: str) -> dict[str, Any]:
+async def _describe(svc: Services, upload: Upload, base_url: str, resumed: bool = True) -> dict[str, Any]:
     async with svc.db.read() as s:
         missing = await _missing(s, upload)
-    missing = await _still_missing(svc, upload, missing)
+    missing = await _still_missing(svc, upload, missing, resumed)
     return {
         "upload_id": upload.id, "path": upload.path, "size": upload.size,
         "chunk_count": upload.chunk_count, "content_hash": upload.content_hash,
         "parent_rev": upload.parent_rev_id, "expires_at": iso(upload.expires_ms),
         "missing_count": len(missing), "missing": await _urls(svc, upload, missing, base_url),
+        "pack_url": None if svc.blobs.direct else base_url + svc.signer.sign(
+            "PUT", pack_path(upload.id), {"o": upload.owner_id}, _url_ttl(svc, upload)),
     }
 
 
@@ -252,7 +273,7 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
             if wrong is not None:
                 raise SatchelError(ErrorCode.size_mismatch, "a chunk is announced with a size it does not have",
                                    hash=bytes(wrong).hex())
-    return await _describe(svc, upload, base_url)
+    return await _describe(svc, upload, base_url, resumed=existing is not None)
 
 
 async def status(svc: Services, who: Principal, upload_id: str, base_url: str) -> dict[str, Any]:
@@ -285,6 +306,30 @@ async def receive_chunk(svc: Services, upload_id: str, hex_hash: str, query: dic
     except (KeyError, ValueError) as exc:
         raise SatchelError(ErrorCode.bad_signature, "malformed signed URL") from exc
     await svc.blobs.put_stream(key, size, body)
+
+
+async def receive_pack(svc: Services, upload_id: str, query: dict[str, str], body: AsyncIterator[bytes]
+                       ) -> int:
+    """Store the chunks of a pack; every one must be announced by the upload (same hash and size)."""
+    svc.signer.verify("PUT", pack_path(upload_id), query)
+    reader = PackReader(body)
+    table = await reader.table()
+    async with svc.db.read() as s:
+        upload = await s.get(Upload, upload_id)
+        if upload is None or upload.committed_rev_id is not None or upload.expires_ms < now_ms():
+            raise SatchelError(ErrorCode.not_found, "no such open upload")
+        announced = set((await s.execute(
+            select(UploadChunk.hash, UploadChunk.size)
+            .where(UploadChunk.upload_id == upload_id, UploadChunk.hash.in_({d for d, _ in table}))
+        )).tuples().all())
+    for digest, size in table:
+        if (digest, size) not in announced:
+            raise SatchelError(ErrorCode.bad_request, "the pack holds a chunk this upload did not announce",
+                               hash=digest.hex(), size=size)
+    for digest, size in table:
+        await svc.blobs.put_stream(BlobKey(upload.owner_id, digest), size, reader.chunk(size))
+    await reader.finish()
+    return len(table)
 
 
 async def _verify_stored(svc: Services, upload: Upload, candidates: list[tuple[bytes, int]]) -> None:

@@ -1,0 +1,180 @@
+"""Chunk packs (protocol.md, "Chunk packs"): many chunks of one upload in one request.
+
+Raw HTTP against real servers. A pack URL exists only where the server stores chunks itself
+(sqlite-local); with an object store (pg-s3) the session says ``pack_url: null``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from server.core.chunking import MAX_CHUNK_SIZE, chunk_bytes
+from server.core.pack import MAX_PACK_CHUNKS, MEDIA_TYPE, pack_header
+from tests.harness.server import ServerProcess
+from tests.test_bad_input import (
+    Api,
+    announce,
+    content,
+    expect,
+    flip,
+    is_s3,
+    not_visible,
+    ok,
+    signup_login,
+    with_query,
+)
+
+DATA = os.urandom(700_000)  # several 64 KiB-average chunks
+REFS = list(chunk_bytes(DATA))
+
+
+def body_of(refs: list, data: bytes = DATA) -> bytes:  # type: ignore[type-arg]
+    return pack_header([(r.digest, r.size) for r in refs]) + b"".join(data[r.offset:r.offset + r.size] for r in refs)
+
+
+def put_pack(api: Api, url: str, body: bytes) -> httpx.Response:
+    return api.http.put(url, content=body, headers={"Content-Type": MEDIA_TYPE})
+
+
+def start(api: Api, path: str = "/p.bin") -> dict:  # type: ignore[type-arg]
+    info: dict = ok(api("POST", "/api/v1/files", json=announce(path, DATA)))  # type: ignore[type-arg]
+    return info
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def local(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    return start_server("sqlite-local")
+
+
+@pytest.fixture
+def user(http: httpx.Client, local: ServerProcess) -> Callable[..., Api]:
+    return lambda: signup_login(http, local)
+
+
+@pytest.fixture
+def alice(user: Callable[..., Api]) -> Api:
+    return user()
+
+
+@pytest.fixture
+def stored_chunk(local: ServerProcess) -> Callable[[int, str], bool]:
+    def check(owner_id: int, h: str) -> bool:
+        return (local.data_dir / "chunks" / str(owner_id) / h[:2] / h[2:4] / h).exists()
+    return check
+
+
+def test_pack_url_only_where_the_server_stores_chunks(http: httpx.Client, server: ServerProcess) -> None:
+    info = start(signup_login(http, server))
+    assert ("pack_url" in info) and (info["pack_url"] is None) == is_s3(server)
+
+
+def test_pack_then_commit(alice: Api, stored_chunk: Callable[[int, str], bool]) -> None:
+    info = start(alice)
+    assert info["missing_count"] == len({r.hex for r in REFS}) > 3
+    assert ok(put_pack(alice, info["pack_url"], body_of(REFS))) == {"stored": len(REFS)}
+    assert all(stored_chunk(alice.user_id, r.hex) for r in REFS)
+    assert ok(alice("GET", f"/api/v1/uploads/{info['upload_id']}"))["missing_count"] == 0
+    entry = ok(alice("POST", f"/api/v1/uploads/{info['upload_id']}/commit"))
+    assert content(alice, entry["id"]) == DATA
+    # Resending is harmless; after the commit the URL is dead.
+    expect(put_pack(alice, info["pack_url"], body_of(REFS[:1])), 404, "not_found")
+
+
+def test_packs_in_parts_and_any_order(alice: Api) -> None:
+    info = start(alice)
+    half = len(REFS) // 2
+    assert ok(put_pack(alice, info["pack_url"], body_of(REFS[half:][::-1])))["stored"] == len(REFS) - half
+    missing = ok(alice("GET", f"/api/v1/uploads/{info['upload_id']}"))
+    assert {m["hash"] for m in missing["missing"]} == {r.hex for r in REFS[:half]}
+    ok(put_pack(alice, missing["pack_url"], body_of(REFS[:half])))
+    entry = ok(alice("POST", f"/api/v1/uploads/{info['upload_id']}/commit"))
+    assert content(alice, entry["id"]) == DATA
+
+
+def test_unannounced_chunk_stores_nothing(alice: Api,
+                                          stored_chunk: Callable[[int, str], bool]) -> None:
+    info = start(alice)
+    stranger = os.urandom(5000)
+    refs = [REFS[0], *chunk_bytes(stranger)]
+    body = pack_header([(r.digest, r.size) for r in refs]) + DATA[:REFS[0].size] + stranger
+    expect(put_pack(alice, info["pack_url"], body), 400, "bad_request")
+    assert not stored_chunk(alice.user_id, REFS[0].hex)
+    # An announced hash with another size is not announced either.
+    body = pack_header([(REFS[0].digest, REFS[0].size + 1)]) + DATA[:REFS[0].size + 1]
+    expect(put_pack(alice, info["pack_url"], body), 400, "bad_request")
+    assert not stored_chunk(alice.user_id, REFS[0].hex)
+
+
+def test_wrong_bytes_keep_the_good_chunks_before(alice: Api,
+                                                 stored_chunk: Callable[[int, str], bool]) -> None:
+    info = start(alice)
+    a, b = REFS[0], REFS[1]
+    body = pack_header([(a.digest, a.size), (b.digest, b.size)]) + DATA[:a.size] + os.urandom(b.size)
+    expect(put_pack(alice, info["pack_url"], body), 400, "hash_mismatch")
+    assert stored_chunk(alice.user_id, a.hex) and not stored_chunk(alice.user_id, b.hex)
+    expect(alice("POST", f"/api/v1/uploads/{info['upload_id']}/commit"), 409, "missing_chunks")
+    not_visible(alice, "/p.bin")
+
+
+@pytest.mark.parametrize("case", ["truncated", "extra", "zero", "too_many", "huge_chunk", "short_header",
+                                  "short_table", "empty"])
+def test_malformed_packs(alice: Api, case: str,
+                         stored_chunk: Callable[[int, str], bool]) -> None:
+    info = start(alice)
+    a = REFS[0]
+    one = pack_header([(a.digest, a.size)])
+    bodies = {
+        "truncated": (one + DATA[:a.size - 1], "size_mismatch"),
+        "extra": (one + DATA[:a.size] + b"x", "bad_request"),
+        "zero": (struct.pack(">I", 0), "bad_request"),
+        "too_many": (struct.pack(">I", MAX_PACK_CHUNKS + 1) + one[4:] * (MAX_PACK_CHUNKS + 1), "bad_request"),
+        "huge_chunk": (struct.pack(">I", 1) + a.digest + struct.pack(">I", MAX_CHUNK_SIZE + 1), "bad_request"),
+        "short_header": (b"\x00\x00", "bad_request"),
+        "short_table": (one[:20], "bad_request"),
+        "empty": (b"", "bad_request"),
+    }
+    body, code = bodies[case]
+    expect(put_pack(alice, info["pack_url"], body), 400, code)
+    if case != "extra":  # "extra" stored its one good chunk before the trailing byte
+        assert not stored_chunk(alice.user_id, a.hex)
+    expect(alice("POST", f"/api/v1/uploads/{info['upload_id']}/commit"), 409, "missing_chunks")
+
+
+def test_pack_url_is_signed_and_scoped(alice: Api, user: Callable[..., Api]) -> None:
+    info = start(alice)
+    url = info["pack_url"]
+    body = body_of(REFS[:1])
+    expect(put_pack(alice, with_query(url, sig=flip(httpx.URL(url).params["sig"])), body), 403, "bad_signature")
+    expect(put_pack(alice, with_query(url, sig=None), body), 403, "bad_signature")
+    expect(put_pack(alice, with_query(url, o="999999"), body), 403, "bad_signature")
+    expect(put_pack(alice, with_query(url, exp="1"), body), 403, "bad_signature")
+    # Another session's URL cannot carry this session's chunks.
+    bob = user()
+    other = ok(bob("POST", "/api/v1/files", json=announce("/q.bin", os.urandom(1000))))
+    expect(put_pack(alice, other["pack_url"], body), 400, "bad_request")
+    # An abandoned session's URL is dead.
+    ok(alice("DELETE", f"/api/v1/uploads/{info['upload_id']}"))
+    expect(put_pack(alice, url, body), 404, "not_found")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300) | st.builds(lambda n, tail: struct.pack(">I", n) + tail,
+                                           st.integers(0, 2**32 - 1), st.binary(max_size=200)))
+def test_fuzzed_pack_bodies_never_fail_the_server(alice: Api, body: bytes) -> None:
+    info = start(alice, "/fuzz.bin")
+    r = put_pack(alice, info["pack_url"], body)
+    assert r.status_code in (400, 404), r.text
+    assert r.json()["error"] in ("bad_request", "size_mismatch", "hash_mismatch")
