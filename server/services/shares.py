@@ -117,7 +117,7 @@ async def share(svc: Services, who: Principal, path: object, members: object) ->
                                "members", role=m.role)
         for name, role, reshare in wanted:
             await _add(s, who, m, mine, await _user(s, name), role, reshare)
-    return await members_of(svc, who, m.ns_id)
+    return await _members_json(svc, m)  # *who* predates the share when this call created it
 
 
 async def _add(s: AsyncSession, who: Principal, m: Mount, mine: Perm, user: User, role: str,
@@ -189,12 +189,15 @@ async def remove(svc: Services, who: Principal, ns_id: int, user_id: int) -> Non
 
 
 async def members_of(svc: Services, who: Principal, ns_id: int) -> dict[str, Any]:
-    m = access.check_ns(who, ns_id, Perm.READ)
+    return await _members_json(svc, access.check_ns(who, ns_id, Perm.READ))
+
+
+async def _members_json(svc: Services, m: Mount) -> dict[str, Any]:
     async with svc.db.read() as s:
         rows = (await s.execute(select(ShareMember, User.name).join(User, User.id == ShareMember.user_id)
-                                .where(ShareMember.ns_id == ns_id).order_by(ShareMember.created_ms,
-                                                                            ShareMember.user_id))).all()
-    return {"ns": ns_id, "path": m.path, "role": m.role, "members": [
+                                .where(ShareMember.ns_id == m.ns_id).order_by(ShareMember.created_ms,
+                                                                              ShareMember.user_id))).all()
+    return {"ns": m.ns_id, "path": m.path, "role": m.role, "members": [
         {"user_id": r.user_id, "user": name, "role": r.role, "can_reshare": r.can_reshare,
          "added_at": iso(r.created_ms)} for r, name in rows]}
 
