@@ -9,6 +9,7 @@ Network failures surface as ``httpx.TransportError``; transfer engines retry tho
 
 from __future__ import annotations
 
+import builtins
 import os
 from types import TracebackType
 from typing import Any
@@ -128,6 +129,100 @@ class SatchelClient:
         result: dict[str, Any] = await self.request("POST", "/api/v1/delete", json={"path": path})
         return result
 
+    # -- sharing
+    async def share(self, path: str, user: str, role: str = "viewer", can_reshare: bool = False
+                    ) -> dict[str, Any]:
+        """Share the folder at *path* with *user* (or change their role); returns the members."""
+        result: dict[str, Any] = await self.request("POST", "/api/v1/shares", json={
+            "path": path, "members": [{"user": user, "role": role, "can_reshare": can_reshare}]})
+        return result
+
+    async def shares(self) -> builtins.list[dict[str, Any]]:
+        """The shared folders this user belongs to: {ns, path, role, owner_id, can_reshare}."""
+        return builtins.list((await self.request("GET", "/api/v1/shares"))["shares"])
+
+    async def share_of(self, path: str) -> dict[str, Any]:
+        """The share mounted at *path* (its ``share`` field), or not_found."""
+        entry = await self.stat(path)
+        if "share" not in entry:
+            raise SatchelError(ErrorCode.not_found, f"{path} is not a shared folder")
+        share: dict[str, Any] = entry["share"]
+        return share
+
+    async def members(self, ns: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"/api/v1/shares/{ns}/members")
+        return result
+
+    async def set_role(self, ns: int, user_id: int, role: str, can_reshare: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("PATCH", f"/api/v1/shares/{ns}/members/{user_id}",
+                                                    json={"role": role, "can_reshare": can_reshare})
+        return result
+
+    async def remove_member(self, ns: int, user_id: int) -> None:
+        await self.request("DELETE", f"/api/v1/shares/{ns}/members/{user_id}")
+
+    async def leave(self, ns: int) -> None:
+        await self.request("POST", f"/api/v1/shares/{ns}/leave")
+
+    async def create_link(self, path: str, *, mode: str = "download", expires: str | int | None = None,
+                          password: str | None = None) -> dict[str, Any]:
+        """A link share; the answer's ``url`` (with the token) is shown only this once."""
+        body: dict[str, Any] = {"path": path, "mode": mode}
+        if expires is not None:
+            body["expires"] = expires
+        if password is not None:
+            body["password"] = password
+        result: dict[str, Any] = await self.request("POST", "/api/v1/links", json=body)
+        return result
+
+    async def links(self) -> builtins.list[dict[str, Any]]:
+        return builtins.list((await self.request("GET", "/api/v1/links"))["links"])
+
+    async def revoke_link(self, link_id: int) -> None:
+        await self.request("DELETE", f"/api/v1/links/{link_id}")
+
+    async def link_info(self, url: str, *, password: str | None = None, path: str | None = None
+                        ) -> dict[str, Any]:
+        """What a link holder sees (no account needed): the file, or the folder's listing."""
+        resp = await self.http.get(url, params={"path": path} if path else None, headers=_link_headers(password))
+        raise_for_error(resp)
+        result: dict[str, Any] = resp.json()
+        return result
+
+    async def link_download(self, url: str, local: str | os.PathLike[str], *, password: str | None = None,
+                            path: str | None = None) -> int:
+        """Save a link's file (or *path* inside its folder) to *local*; returns the bytes written."""
+        written = 0
+        async with self.http.stream("GET", url + "/content", params={"path": path} if path else None,
+                                    headers=_link_headers(password)) as resp:
+            if resp.status_code >= 400:
+                await resp.aread()
+                raise_for_error(resp)
+            with open(local, "wb") as f:
+                async for piece in resp.aiter_bytes():
+                    f.write(piece)
+                    written += len(piece)
+        return written
+
+    async def link_upload(self, url: str, local: str | os.PathLike[str], *, password: str | None = None,
+                          name: str | None = None) -> dict[str, Any]:
+        """Drop a file into a file-request link's folder."""
+        from urllib.parse import quote
+
+        size = os.path.getsize(local)
+
+        async def body() -> Any:
+            with open(local, "rb") as f:
+                while piece := f.read(1 << 20):
+                    yield piece
+
+        target = f"{url}/files/{quote(name or os.path.basename(local), safe='')}"
+        resp = await self.http.put(target, content=body(), headers={
+            **_link_headers(password), "Content-Length": str(size)})
+        raise_for_error(resp)
+        result: dict[str, Any] = resp.json()
+        return result
+
     # -- uploads / downloads (raw routes; see transfer.py for the engines)
     async def start_upload(self, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("POST", "/api/v1/files", json=body)
@@ -161,3 +256,7 @@ class SatchelClient:
         from python_client.transfer import download_file
 
         return await download_file(self, remote, local, **kw)
+
+
+def _link_headers(password: str | None) -> dict[str, str]:
+    return {"X-Satchel-Link-Password": password} if password is not None else {}

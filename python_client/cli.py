@@ -154,7 +154,8 @@ async def cmd_ls(args: argparse.Namespace) -> int:
     lines = []
     for e in entries:
         if e["kind"] == "dir":
-            lines.append(f"{'':>10}  {e['modified_at'][:19]}  {e['name']}/")
+            shared = f"  (shared, {e['share']['role']})" if 'share' in e else ''
+            lines.append(f"{'':>10}  {(e['modified_at'] or ''):<19.19}  {e['name']}/{shared}")
         else:
             lines.append(f"{format_size(e['size']):>10}  {e['mtime'][:19]}  {e['name']}")
     _out(args, entries, "\n".join(lines))
@@ -238,6 +239,79 @@ async def cmd_get(args: argparse.Namespace) -> int:
             out = await client.download(remote, local, progress=bar)
     if not args.quiet:
         print(out["local_path"])
+    return 0
+
+
+async def _member_id(client: SatchelClient, ns: int, user: str) -> int:
+    for m in (await client.members(ns))["members"]:
+        if m["user"] == user:
+            return int(m["user_id"])
+    raise CliError(f"{user} is not a member of this shared folder")
+
+
+async def cmd_share(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        out = await client.share(_remote(args.path), args.user, args.role, args.can_reshare)
+    _out(args, out, f"{args.path} shared with {args.user} as {args.role}")
+    return 0
+
+
+async def cmd_unshare(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        ns = (await client.share_of(_remote(args.path)))["ns"]
+        await client.remove_member(ns, await _member_id(client, ns, args.user))
+    print(f"{args.user} removed from {args.path}")
+    return 0
+
+
+async def cmd_members(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        if args.path is None:
+            mine = await client.shares()
+            _out(args, mine, "\n".join(f"{m['role']:<7} {m['path']}" for m in mine))
+            return 0
+        out = await client.members((await client.share_of(_remote(args.path)))["ns"])
+    lines = [f"{m['role']:<7} {m['user']}" + ("  (can reshare)" if m["can_reshare"] and m["role"] != "owner"
+                                               else "") for m in out["members"]]
+    _out(args, out, "\n".join(lines))
+    return 0
+
+
+async def cmd_leave(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        await client.leave((await client.share_of(_remote(args.path)))["ns"])
+    print(f"left {args.path} (the local copy stays, no longer synced)")
+    return 0
+
+
+async def cmd_link(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        link = await client.create_link(_remote(args.path), mode="upload" if args.upload else "download",
+                                        expires=args.expires, password=args.password)
+    _out(args, link, link["url"])
+    return 0
+
+
+async def cmd_links(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        rows = await client.links()
+    _out(args, rows, "\n".join(
+        f"{r['id']:>5}  {r['mode']:<8} {r['path']}  expires {r['expires_at'] or 'never'}"
+        f"{'  (password)' if r['has_password'] else ''}" for r in rows))
+    return 0
+
+
+async def cmd_revoke_link(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        await client.revoke_link(args.id)
+    print(f"link {args.id} revoked")
     return 0
 
 
@@ -345,6 +419,38 @@ def build_parser() -> argparse.ArgumentParser:
     wa.add_argument("--resume", action="store_true",
                     help="start where the last `watch --resume` stopped instead of now")
     wa.set_defaults(func=cmd_watch)
+
+    sh = sub.add_parser("share", help="share a folder with a user (again: change their role)")
+    sh.add_argument("path")
+    sh.add_argument("user")
+    sh.add_argument("--role", choices=("viewer", "editor"), default="viewer")
+    sh.add_argument("--can-reshare", action="store_true", help="let them add members too")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=cmd_share)
+    us = sub.add_parser("unshare", help="remove a user from a shared folder")
+    us.add_argument("path")
+    us.add_argument("user")
+    us.set_defaults(func=cmd_unshare)
+    mb = sub.add_parser("members", help="members of a shared folder (no PATH: your shared folders)")
+    mb.add_argument("path", nargs="?")
+    mb.add_argument("--json", action="store_true")
+    mb.set_defaults(func=cmd_members)
+    lv = sub.add_parser("leave", help="leave a shared folder someone shared with you")
+    lv.add_argument("path")
+    lv.set_defaults(func=cmd_leave)
+    lk = sub.add_parser("link", help="make a link share and print its URL")
+    lk.add_argument("path")
+    lk.add_argument("--expires", help="3d, 1h, or an ISO 8601 time (default: never)")
+    lk.add_argument("--password", help="a password the link holder must give")
+    lk.add_argument("--upload", action="store_true", help="a file request: holders can only add files")
+    lk.add_argument("--json", action="store_true")
+    lk.set_defaults(func=cmd_link)
+    lks = sub.add_parser("links", help="list your live link shares")
+    lks.add_argument("--json", action="store_true")
+    lks.set_defaults(func=cmd_links)
+    rl = sub.add_parser("revoke-link", help="revoke a link share")
+    rl.add_argument("id", type=int)
+    rl.set_defaults(func=cmd_revoke_link)
 
     get = sub.add_parser("get", help="download a file (re-run to resume)")
     get.add_argument("remote")

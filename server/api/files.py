@@ -117,6 +117,11 @@ async def file_content(request: Request) -> Response:
     who = await principal(request)
     c = await downloads.content(services(request), who, path_int(request, "file_id"),
                                 query_int(request, "rev"), request.headers.get("range"))
+    return content_response(request, c)
+
+
+def content_response(request: Request, c: downloads.Content) -> Response:
+    """A revision's bytes as an HTTP response: ETag, Range (206), If-None-Match (304)."""
     etag = f'"{c.rev.content_hash}"'
     if request.headers.get("if-none-match") == etag and not c.partial:
         return Response(status_code=304, headers={"ETag": etag})

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 PUBLIC = {"/api/v1/auth/signup", "/api/v1/auth/login", "/health", "/openapi.json"}
-SIGNED = re.compile(r"^/api/v1/blobs/")
+SIGNED = re.compile(r"^/api/v1/(blobs|public)/")  # the URL (a signature, a link token) is the permission
 
 
 async def health(_request: Request) -> Response:

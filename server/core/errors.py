@@ -40,6 +40,9 @@ class ErrorCode(StrEnum):
     bad_cursor = "bad_cursor"  # not a cursor, or one of another namespace: start from a full listing
     cursor_expired = "cursor_expired"  # the journal no longer reaches back that far: full listing
     too_many_requests = "too_many_requests"  # in-flight or subscription limit of a connection
+    password_required = "password_required"  # noqa: S105 -- a link share's password is missing or wrong
+    nested_share = "nested_share"  # a shared folder inside another, or around a mount
+    cross_namespace = "cross_namespace"  # a move into or out of a shared folder
     unavailable = "unavailable"  # a backend (database, blob store) failed; retry later
     internal = "internal"
 
@@ -73,6 +76,9 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.too_many_chunks: 413,
     ErrorCode.range_not_satisfiable: 416,
     ErrorCode.quota_exceeded: 507,
+    ErrorCode.password_required: 401,
+    ErrorCode.nested_share: 409,
+    ErrorCode.cross_namespace: 409,
     ErrorCode.unavailable: 503,
     ErrorCode.internal: 500,
 }

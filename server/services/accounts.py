@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from server.auth.passwords import hash_password, verify_password
 from server.auth.tokens import new_token, token_hash
 from server.core.errors import ErrorCode, SatchelError
+from server.services.access import load_mounts
 from server.services.context import Principal, Services
 from server.services.serialize import iso
 from server.storage.db import now_ms
@@ -111,6 +112,7 @@ async def authenticate(svc: Services, token: str) -> Principal:
             select(Device, User).join(User, User.id == Device.user_id)
             .where(Device.token_hash == token_hash(token))
         )).one_or_none()
+        mounts = await load_mounts(s, row[1].id) if row is not None else ()
     if row is None:
         raise SatchelError(ErrorCode.unauthorized, "unknown token; log in again")
     device, user = row
@@ -122,7 +124,7 @@ async def authenticate(svc: Services, token: str) -> Principal:
         async with svc.db.write() as s:
             await s.execute(update(Device).where(Device.id == device.id).values(last_seen_ms=now))
     assert user.root_ns_id is not None
-    return Principal(user.id, user.name, device.id, user.root_ns_id, user.is_admin)
+    return Principal(user.id, user.name, device.id, user.root_ns_id, user.is_admin, mounts)
 
 
 def device_json(d: Device, current_id: int) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import ErrorCode, SatchelError
+from server.services import access
+from server.services.access import Perm
 from server.services.context import Principal, Services
 from server.services.serialize import iso
 from server.storage.models import JournalEntry, Namespace, Revision, RevisionChunk
@@ -23,14 +25,11 @@ DELTA_LIMIT = 50_000  # chunk lists longer than this are not diffed in a push; c
 
 
 def readable_namespaces(who: Principal) -> list[int]:
-    # Shared folders add their namespaces here.
-    return [who.root_ns_id]
+    return [who.root_ns_id, *(m.ns_id for m in who.mounts)]
 
 
 def check_readable(who: Principal, ns: int) -> None:
-    if ns not in readable_namespaces(who):
-        # Same answer as a namespace that does not exist.
-        raise SatchelError(ErrorCode.not_found, "no such namespace")
+    access.check_ns(who, ns, Perm.READ)  # not_found, like a namespace that does not exist
 
 
 def entry_wire(e: JournalEntry, rev: Revision | None = None) -> dict[str, Any]:
@@ -41,6 +40,8 @@ def entry_wire(e: JournalEntry, rev: Revision | None = None) -> dict[str, Any]:
     }
     if e.old_path is not None:
         out["old_path"] = e.old_path
+    if e.role is not None:
+        out["role"] = e.role
     if e.kind == "file" and e.op != "delete":
         out.update(rev=e.rev_id, parent_rev=e.parent_rev_id, size=e.size, content_hash=e.content_hash)
         if rev is not None:
@@ -53,7 +54,7 @@ def cursor_of(who: Principal, cursor: object) -> tuple[int, int]:
         ns, seq = parse_cursor(cursor)
     except ProtocolError as exc:
         raise SatchelError(exc.code, exc.message) from exc
-    if ns not in readable_namespaces(who):
+    if access.grant(who, ns) is None:
         raise SatchelError(ErrorCode.bad_cursor, "this cursor belongs to a namespace you cannot read")
     return ns, seq
 

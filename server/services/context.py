@@ -19,11 +19,24 @@ class Services:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A shared namespace as one user sees it: mounted at ``path`` in their tree, with a role."""
+
+    ns_id: int
+    owner_id: int
+    path: str
+    role: str  # owner | editor | viewer
+    can_reshare: bool
+
+
+@dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: a user acting through one device."""
+    """An authenticated caller: a user acting through one device, with the shares they belong to
+    (loaded with the token on every request, so a revoked share counts from the next request)."""
 
     user_id: int
     user_name: str
     device_id: int
     root_ns_id: int
     is_admin: bool
+    mounts: tuple[Mount, ...] = ()

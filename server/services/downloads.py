@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import ErrorCode, SatchelError
 from server.services import tree
+from server.services.access import Perm
 from server.services.context import Principal, Services
-from server.services.serialize import entry_json, iso
+from server.services.serialize import iso
 from server.storage.blobs.base import BlobKey
 from server.storage.models import Namespace, Node, Revision, RevisionChunk
 
@@ -41,7 +42,7 @@ class FileRevision:
 
 
 async def _resolve(s: AsyncSession, who: Principal, node_id: int, rev_id: int | None) -> FileRevision:
-    node = await tree.get_node_by_id(s, who, node_id)
+    node = await tree.get_node_by_id(s, who, node_id, need=Perm.READ)
     if node.kind != "file" or node.head_rev_id is None:
         raise SatchelError(ErrorCode.is_a_directory, f"{node.path} is a folder", path=node.path)
     rev = await s.get(Revision, rev_id if rev_id is not None else node.head_rev_id)
@@ -54,7 +55,7 @@ async def _resolve(s: AsyncSession, who: Principal, node_id: int, rev_id: int | 
 
 async def info(svc: Services, who: Principal, node_id: int) -> dict[str, Any]:
     async with svc.db.read() as s:
-        return entry_json(await tree.get_node_by_id(s, who, node_id))
+        return tree.shown(who, await tree.get_node_by_id(s, who, node_id, need=Perm.READ))
 
 
 async def chunk_list(svc: Services, who: Principal, node_id: int, rev_id: int | None, offset: int,
@@ -129,6 +130,19 @@ async def content(svc: Services, who: Principal, node_id: int, rev_id: int | Non
                   range_header: str | None) -> Content:
     async with svc.db.read() as s:
         fr = await _resolve(s, who, node_id, rev_id)
+    return revision_content(svc, fr, range_header)
+
+
+async def head_of(s: AsyncSession, node: Node) -> FileRevision:
+    """The head revision of a file node reached without a principal (a link share)."""
+    if node.kind != "file" or node.head_rev_id is None:
+        raise SatchelError(ErrorCode.is_a_directory, "this is a folder")
+    rev, ns = await s.get(Revision, node.head_rev_id), await s.get(Namespace, node.ns_id)
+    assert rev is not None and ns is not None
+    return FileRevision(node, rev, ns.owner_id)
+
+
+def revision_content(svc: Services, fr: FileRevision, range_header: str | None) -> Content:
     rng = parse_range(range_header, fr.rev.size)
     start, end = rng if rng else (0, fr.rev.size)
     return Content(fr.node, fr.rev, start, end, rng is not None,

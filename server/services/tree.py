@@ -6,7 +6,6 @@ from the API and are normalized here (``server.core.paths``), never trusted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import String, func, literal, select, update
@@ -14,27 +13,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import paths
 from server.core.errors import ErrorCode, SatchelError
-from server.services import journal
-from server.services.context import Principal, Services
+from server.services import access, journal
+from server.services.access import Location, Perm
+from server.services.context import Mount, Principal, Services
 from server.services.serialize import entry_json
 from server.storage.db import now_ms
-from server.storage.models import Namespace, Node
+from server.storage.models import Namespace, Node, ShareMember
 
 LIST_PAGE = 10_000
 
 
-@dataclass(frozen=True)
-class Location:
-    """Where a user-visible path lives: a namespace, its owner, and the path inside it."""
-
-    ns_id: int
-    owner_id: int
-    path: str
-
-
-def locate(who: Principal, path: object) -> Location:
-    # One namespace per user for now; shared folders (mount points) resolve here too.
-    return Location(who.root_ns_id, who.user_id, paths.normalize(path))
+def locate(who: Principal, path: object, *, need: Perm) -> Location:
+    """THE seam from a user-visible path to a namespace: mounted shared folders resolve here, and
+    the caller's role there must grant *need* (``access.resolve``)."""
+    return access.resolve(who, path, need)
 
 
 def live(ns_id: int) -> Any:
@@ -55,12 +47,36 @@ async def get_node(s: AsyncSession, ns_id: int, path: str) -> Node | None:
     return (await s.execute(select(Node).where(live(ns_id), Node.path == path))).scalar_one_or_none()
 
 
-async def get_node_by_id(s: AsyncSession, who: Principal, node_id: int) -> Node:
+async def get_node_by_id(s: AsyncSession, who: Principal, node_id: int, *, need: Perm) -> Node:
     node = await s.get(Node, node_id)
     # Same answer for "not yours" and "does not exist": ids reveal nothing.
-    if node is None or node.deleted_ms is not None or node.ns_id != who.root_ns_id:
+    if node is None or node.deleted_ms is not None or access.grant(who, node.ns_id) is None:
         raise SatchelError(ErrorCode.not_found, "no such file")
+    access.check_ns(who, node.ns_id, need)
     return node
+
+
+def shown(who: Principal, node: Node) -> dict[str, Any]:
+    """A node's entry with its path as the caller sees it (through their mount of its namespace)."""
+    out = entry_json(node)
+    out["path"] = access.visible_path(who, node.ns_id, node.path)
+    return out
+
+
+def mount_json(m: Mount) -> dict[str, Any]:
+    """A mounted shared folder as an entry of the caller's tree."""
+    return {"id": None, "path": m.path, "name": paths.name(m.path), "kind": "dir", "modified_at": None,
+            "share": {"ns": m.ns_id, "role": m.role, "owner_id": m.owner_id, "can_reshare": m.can_reshare}}
+
+
+def _at(loc: Location, node: Node) -> dict[str, Any]:
+    out = entry_json(node)
+    out["path"] = loc.outside(node.path)
+    return out
+
+
+def _mount_of(who: Principal, loc: Location) -> Mount | None:
+    return access.grant(who, loc.ns_id) if loc.mount != paths.ROOT else None
 
 
 async def ensure_parents(s: AsyncSession, who: Principal, ns_id: int, path: str) -> None:
@@ -92,19 +108,21 @@ async def check_parents(s: AsyncSession, ns_id: int, path: str) -> None:
 
 
 async def stat(svc: Services, who: Principal, path: object) -> dict[str, Any]:
-    loc = locate(who, path)
+    loc = locate(who, path, need=Perm.READ)
     async with svc.db.read() as s:
         if loc.path == paths.ROOT:
-            return {"id": None, "path": "/", "name": "", "kind": "dir"}
+            m = _mount_of(who, loc)
+            return mount_json(m) if m else {"id": None, "path": "/", "name": "", "kind": "dir"}
         node = await get_node(s, loc.ns_id, loc.path)
     if node is None:
-        raise SatchelError(ErrorCode.not_found, f"{loc.path} does not exist", path=loc.path)
-    return entry_json(node)
+        raise SatchelError(ErrorCode.not_found, f"{loc.outside(loc.path)} does not exist",
+                           path=loc.outside(loc.path))
+    return _at(loc, node)
 
 
 async def list_folder(svc: Services, who: Principal, path: object, after: str | None = None,
                       limit: int = LIST_PAGE) -> dict[str, Any]:
-    loc = locate(who, path)
+    loc = locate(who, path, need=Perm.READ)
     limit = max(1, min(limit, LIST_PAGE))
     if after:  # the cursor is a path from an earlier page; anything else (a NUL, say) is refused here
         after = paths.normalize(after)
@@ -112,30 +130,38 @@ async def list_folder(svc: Services, who: Principal, path: object, after: str | 
         if loc.path != paths.ROOT:
             node = await get_node(s, loc.ns_id, loc.path)
             if node is None:
-                raise SatchelError(ErrorCode.not_found, f"{loc.path} does not exist", path=loc.path)
+                raise SatchelError(ErrorCode.not_found, f"{loc.outside(loc.path)} does not exist",
+                                   path=loc.outside(loc.path))
             if node.kind != "dir":
-                return {"entry": entry_json(node), "entries": [entry_json(node)], "next": None}
+                return {"entry": _at(loc, node), "entries": [_at(loc, node)], "next": None}
         q = select(Node).where(live(loc.ns_id), Node.parent_path == loc.path)
         if after:
             q = q.where(Node.path > after)
         rows = (await s.execute(q.order_by(Node.path).limit(limit + 1))).scalars().all()
     more = len(rows) > limit
     rows = rows[:limit]
-    entry = {"id": None, "path": loc.path, "kind": "dir"}
-    return {"entry": entry, "entries": [entry_json(n) for n in rows],
-            "next": rows[-1].path if more else None}
+    entries = [_at(loc, n) for n in rows]
+    if loc.ns_id == who.root_ns_id and not after:  # shared folders mounted here come on the first page
+        entries = [mount_json(m) for m in access.mounts_in(who, loc.path)] + entries
+    m = _mount_of(who, loc) if loc.path == paths.ROOT else None
+    entry = mount_json(m) if m else {"id": None, "path": loc.outside(loc.path), "kind": "dir"}
+    return {"entry": entry, "entries": entries, "next": rows[-1].path if more else None}
 
 
 async def mkdir(svc: Services, who: Principal, path: object) -> dict[str, Any]:
-    loc = locate(who, path)
+    loc = locate(who, path, need=Perm.WRITE)
     if loc.path == paths.ROOT:
+        m = _mount_of(who, loc)
+        if m is not None:
+            return mount_json(m)  # a mounted shared folder is a folder: idempotent like the rest
         raise SatchelError(ErrorCode.path_exists, "the root folder always exists", path="/")
     async with svc.db.write() as s:
         existing = await get_node(s, loc.ns_id, loc.path)
         if existing is not None:
             if existing.kind == "dir":
-                return entry_json(existing)  # idempotent, like mkdir -p
-            raise SatchelError(ErrorCode.path_exists, f"{loc.path} is a file", path=loc.path)
+                return _at(loc, existing)  # idempotent, like mkdir -p
+            raise SatchelError(ErrorCode.path_exists, f"{loc.outside(loc.path)} is a file",
+                               path=loc.outside(loc.path))
         await ensure_parents(s, who, loc.ns_id, loc.path)
         now = now_ms()
         node = Node(ns_id=loc.ns_id, path=loc.path, parent_path=paths.parent(loc.path), kind="dir",
@@ -144,21 +170,31 @@ async def mkdir(svc: Services, who: Principal, path: object) -> dict[str, Any]:
         await s.flush()
         await journal.append(s, loc.ns_id, op="mkdir", kind="dir", node_id=node.id, path=loc.path,
                              user_id=who.user_id, device_id=who.device_id)
-        return entry_json(node)
+        return _at(loc, node)
 
 
 async def move(svc: Services, who: Principal, src: object, dst: object) -> dict[str, Any]:
-    a, b = locate(who, src), locate(who, dst)
+    src_path = paths.normalize(src)
+    mounted = next((m for m in who.mounts if m.path == src_path), None)
+    if mounted is not None:  # moving one's own mount point: any role may arrange their own tree
+        return await _move_mount(svc, who, mounted, dst)
+    a, b = locate(who, src, need=Perm.WRITE), locate(who, dst, need=Perm.WRITE)
     if paths.ROOT in (a.path, b.path):
         raise SatchelError(ErrorCode.bad_request, "the root folder cannot be moved or replaced")
+    if a.ns_id != b.ns_id:
+        raise SatchelError(ErrorCode.cross_namespace, "moves into or out of a shared folder are not "
+                           "supported: copy the files and delete the originals", path=b.outside(b.path))
     if paths.is_within(b.path, a.path):
         raise SatchelError(ErrorCode.bad_request, "a folder cannot be moved into itself")
+    carried = [m for m in who.mounts if a.ns_id == who.root_ns_id and paths.is_within(m.path, a.path)]
     async with svc.db.write() as s:
         node = await get_node(s, a.ns_id, a.path)
         if node is None:
-            raise SatchelError(ErrorCode.not_found, f"{a.path} does not exist", path=a.path)
+            raise SatchelError(ErrorCode.not_found, f"{a.outside(a.path)} does not exist",
+                               path=a.outside(a.path))
         if await get_node(s, b.ns_id, b.path) is not None:
-            raise SatchelError(ErrorCode.path_exists, f"{b.path} already exists", path=b.path)
+            raise SatchelError(ErrorCode.path_exists, f"{b.outside(b.path)} already exists",
+                               path=b.outside(b.path))
         await ensure_parents(s, who, b.ns_id, b.path)
         now = now_ms()
         if node.kind == "dir":  # re-root the subtree: metadata only, no bytes move
@@ -176,18 +212,47 @@ async def move(svc: Services, who: Principal, src: object, dst: object) -> dict[
         await journal.append(s, a.ns_id, op="move", kind=node.kind, node_id=node.id, path=b.path,
                              old_path=a.path, rev_id=node.head_rev_id, size=node.size,
                              content_hash=node.content_hash, user_id=who.user_id, device_id=who.device_id)
-        return entry_json(node)
+        for m in carried:  # shared folders mounted inside the moved folder move with it
+            await _set_mount_path(s, who, m, b.path + m.path[len(a.path):])
+        return _at(a, node)
+
+
+async def _set_mount_path(s: AsyncSession, who: Principal, m: Mount, new_path: str) -> None:
+    await s.execute(update(ShareMember).where(ShareMember.ns_id == m.ns_id, ShareMember.user_id == who.user_id)
+                    .values(mount_path=new_path))
+    await journal.append(s, who.root_ns_id, op="move", kind="mount", node_id=m.ns_id, path=new_path,
+                         old_path=m.path, role=m.role, user_id=who.user_id, device_id=who.device_id)
+
+
+async def _move_mount(svc: Services, who: Principal, m: Mount, dst: object) -> dict[str, Any]:
+    to = paths.normalize(dst)
+    if to == paths.ROOT or access.mount_at(who, to) is not None:
+        raise SatchelError(ErrorCode.nested_share, "a shared folder is mounted in your own folders, "
+                           "not inside another shared folder", path=to)
+    async with svc.db.write() as s:
+        if await get_node(s, who.root_ns_id, to) is not None:
+            raise SatchelError(ErrorCode.path_exists, f"{to} already exists", path=to)
+        await ensure_parents(s, who, who.root_ns_id, to)
+        await _set_mount_path(s, who, m, to)
+    return mount_json(Mount(m.ns_id, m.owner_id, to, m.role, m.can_reshare))
 
 
 async def delete(svc: Services, who: Principal, path: object) -> dict[str, Any]:
     """Move a file or folder (with everything below it) to the trash; nothing is erased."""
-    loc = locate(who, path)
+    loc = locate(who, path, need=Perm.WRITE)
     if loc.path == paths.ROOT:
+        if loc.mount != paths.ROOT:
+            raise SatchelError(ErrorCode.nested_share, "a shared folder is left (or unshared), not deleted",
+                               path=loc.mount)
         raise SatchelError(ErrorCode.bad_request, "the root folder cannot be deleted")
+    if loc.ns_id == who.root_ns_id and any(paths.is_within(m.path, loc.path) for m in who.mounts):
+        raise SatchelError(ErrorCode.nested_share, "this folder holds shared folders: move them out "
+                           "or leave them first", path=loc.path)
     async with svc.db.write() as s:
         node = await get_node(s, loc.ns_id, loc.path)
         if node is None:
-            raise SatchelError(ErrorCode.not_found, f"{loc.path} does not exist", path=loc.path)
+            raise SatchelError(ErrorCode.not_found, f"{loc.outside(loc.path)} does not exist",
+                               path=loc.outside(loc.path))
         now = now_ms()
         if node.kind == "dir":
             await s.execute(
@@ -198,7 +263,7 @@ async def delete(svc: Services, who: Principal, path: object) -> dict[str, Any]:
         await s.flush()
         await journal.append(s, loc.ns_id, op="delete", kind=node.kind, node_id=node.id, path=loc.path,
                              rev_id=node.head_rev_id, user_id=who.user_id, device_id=who.device_id)
-        return entry_json(node)
+        return _at(loc, node)
 
 
 async def usage_bytes(s: AsyncSession, owner_id: int) -> int:

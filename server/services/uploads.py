@@ -31,9 +31,10 @@ from server.auth.tokens import new_id
 from server.core import chunking, paths
 from server.core.errors import ErrorCode, SatchelError
 from server.core.pack import PackReader
-from server.services import journal, tree
+from server.services import access, journal, tree
+from server.services.access import Location, Perm
 from server.services.context import Principal, Services
-from server.services.serialize import entry_json, iso
+from server.services.serialize import iso
 from server.storage.blobs.base import BlobKey
 from server.storage.db import now_ms
 from server.storage.models import Chunk, Node, Revision, RevisionChunk, Upload, UploadChunk, User
@@ -172,12 +173,14 @@ async def _urls(svc: Services, upload: Upload, chunks: list[tuple[bytes, int]], 
     return out
 
 
-async def _describe(svc: Services, upload: Upload, base_url: str, resumed: bool = True) -> dict[str, Any]:
+async def _describe(svc: Services, who: Principal, upload: Upload, base_url: str, resumed: bool = True
+                    ) -> dict[str, Any]:
+    upload_path = access.visible_path(who, upload.ns_id, upload.path)
     async with svc.db.read() as s:
         missing = await _missing(s, upload)
     missing = await _still_missing(svc, upload, missing, resumed)
     return {
-        "upload_id": upload.id, "path": upload.path, "size": upload.size,
+        "upload_id": upload.id, "path": upload_path, "size": upload.size,
         "chunk_count": upload.chunk_count, "content_hash": upload.content_hash,
         "parent_rev": upload.parent_rev_id, "expires_at": iso(upload.expires_ms),
         "missing_count": len(missing), "missing": await _urls(svc, upload, missing, base_url),
@@ -199,7 +202,7 @@ async def _owner_quota_check(s: AsyncSession, owner_id: int, new_size: int, old_
 async def _load(s: AsyncSession, who: Principal, upload_id: str) -> Upload:
     # An id from the URL that new_id() cannot have made (NUL, 1000 characters) never reaches the database.
     upload = await s.get(Upload, upload_id) if UPLOAD_ID.fullmatch(upload_id) else None
-    if upload is None or upload.user_id != who.user_id:
+    if upload is None or upload.user_id != who.user_id or access.grant(who, upload.ns_id) is None:
         raise SatchelError(ErrorCode.not_found, "no such upload")
     return upload
 
@@ -209,7 +212,7 @@ async def _load(s: AsyncSession, who: Principal, upload_id: str) -> Upload:
 async def start(svc: Services, who: Principal, body: object, base_url: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise SatchelError(ErrorCode.bad_request, "the body must be a JSON object")
-    loc = tree.locate(who, body.get("path"))
+    loc = tree.locate(who, body.get("path"), need=Perm.WRITE)
     if loc.path == paths.ROOT:
         raise SatchelError(ErrorCode.is_a_directory, "cannot upload to the root folder", path="/")
     size = _int(body, "size")
@@ -273,7 +276,7 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
             if wrong is not None:
                 raise SatchelError(ErrorCode.size_mismatch, "a chunk is announced with a size it does not have",
                                    hash=bytes(wrong).hex())
-    return await _describe(svc, upload, base_url, resumed=existing is not None)
+    return await _describe(svc, who, upload, base_url, resumed=existing is not None)
 
 
 async def status(svc: Services, who: Principal, upload_id: str, base_url: str) -> dict[str, Any]:
@@ -284,7 +287,7 @@ async def status(svc: Services, who: Principal, upload_id: str, base_url: str) -
                            rev=upload.committed_rev_id)
     if upload.expires_ms < now_ms():
         raise SatchelError(ErrorCode.upload_expired, "this upload has expired; start it again")
-    return await _describe(svc, upload, base_url)
+    return await _describe(svc, who, upload, base_url)
 
 
 async def abandon(svc: Services, who: Principal, upload_id: str) -> None:
@@ -426,7 +429,7 @@ async def commit(svc: Services, who: Principal, upload_id: str) -> dict[str, Any
             rev = await s.get(Revision, upload.committed_rev_id)
             node = await s.get(Node, rev.node_id) if rev else None
             if node is not None:
-                return entry_json(node) | {"rev": upload.committed_rev_id}
+                return tree.shown(who, node) | {"rev": upload.committed_rev_id}
         if upload.expires_ms < now_ms():
             raise SatchelError(ErrorCode.upload_expired, "this upload has expired; start it again")
         candidates = await _missing(s, upload)
@@ -442,13 +445,14 @@ async def commit(svc: Services, who: Principal, upload_id: str) -> dict[str, Any
 
     async with svc.db.write() as s:
         upload = await _load(s, who, upload_id)
+        access.check_ns(who, upload.ns_id, Perm.WRITE)  # the role may have changed since the announce
         if upload.committed_rev_id is not None:
             raise SatchelError(ErrorCode.upload_committed, "this upload was committed concurrently")
         new = NewRevision(upload.ns_id, upload.owner_id, upload.path, upload.parent_rev_id, upload.size,
                           upload.content_hash, upload.chunk_count, upload.mime, upload.mtime_ms)
         node, op = await _write_revision(s, who, new, candidates, copy_session_chunks)
         upload.committed_rev_id = node.head_rev_id
-        result = entry_json(node)
+        result = tree.shown(who, node)
     log.info("commit %s rev=%s size=%d chunks=%d new_chunks=%d", op, node.head_rev_id, new.size,
              new.chunk_count, len(candidates))
     return result
@@ -460,7 +464,7 @@ async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dic
     server hashes it), ``[hash, size]`` names a chunk the owner already stores."""
     from server.ws.protocol import INLINE_LIMIT
 
-    loc = tree.locate(who, body.get("path"))
+    loc = tree.locate(who, body.get("path"), need=Perm.WRITE)
     if loc.path == paths.ROOT:
         raise SatchelError(ErrorCode.is_a_directory, "cannot write the root folder", path="/")
     size = _int(body, "size")
@@ -559,8 +563,52 @@ async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dic
 
     async with svc.db.write() as s:
         node, _op = await _write_revision(s, who, new, [(d, len(b)) for d, b in inline.items()], write_list)
-        return entry_json(node)
+        return tree.shown(who, node)
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+async def store_stream(svc: Services, who: Principal, loc: Location, size: int, mime: str | None,
+                       body: AsyncIterator[bytes]) -> Node:
+    """Store a new file from one request body (a link's file request): spooled to a temporary
+    file (memory stays flat), cut and hashed like a client would, then committed like an upload.
+    The body must be exactly *size* bytes; *loc* must be free (a taken path is ``conflict``)."""
+    import tempfile
+
+    if size > svc.config.max_file_size:
+        raise SatchelError(ErrorCode.too_large, f"files are limited to {svc.config.max_file_size} bytes",
+                           limit=svc.config.max_file_size)
+    with tempfile.TemporaryFile() as spool:
+        got = 0
+        async for piece in body:
+            got += len(piece)
+            if got > size:
+                break
+            await asyncio.to_thread(spool.write, piece)
+        if got != size:
+            raise SatchelError(ErrorCode.size_mismatch, f"the body is not {size} bytes", expected=size,
+                               received=got)
+        await asyncio.to_thread(spool.seek, 0)
+        refs = await asyncio.to_thread(lambda: list(chunking.chunk_stream(spool, size)))
+        async with svc.db.read() as s:
+            await _owner_quota_check(s, loc.owner_id, size, 0)
+        for ref in refs:
+            await asyncio.to_thread(spool.seek, ref.offset)
+            data = await asyncio.to_thread(spool.read, ref.size)
+            await svc.blobs.put_stream(BlobKey(loc.owner_id, ref.digest), ref.size, _one(data))
+    await svc.blobs.sync()
+    chunks = [(r.digest, r.size) for r in refs]
+    new = NewRevision(loc.ns_id, loc.owner_id, loc.path, None, size, chunking.content_hash(d for d, _ in chunks),
+                      len(chunks), _check_mime(mime), now_ms())
+
+    async def write_list(s: AsyncSession, rev_id: int) -> None:
+        rows = [{"rev_id": rev_id, "idx": i, "offset": r.offset, "size": r.size, "hash": r.digest}
+                for i, r in enumerate(refs)]
+        for i in range(0, len(rows), INSERT_BATCH):
+            await s.execute(insert(RevisionChunk), rows[i:i + INSERT_BATCH])
+
+    async with svc.db.write() as s:
+        node, _op = await _write_revision(s, who, new, list(dict.fromkeys(chunks)), write_list)
+        return node

@@ -6,6 +6,8 @@
     chunks (owner, hash)                 content-addressed, deduplicated per owner
     uploads ─< upload_chunks             an upload session until it commits or expires
     journal (ns, seq)                    one row per mutation, seq +1 per namespace, same transaction
+    share_members (ns, user)             who may use a shared namespace, with which role, mounted where
+    links (token_hash) -> ns, node       public link shares: hashed token, expiry, argon2 password
 
 Schema changes go through Alembic (``server/storage/migrations``); never edit a shipped revision.
 """
@@ -182,3 +184,35 @@ class JournalEntry(Base):
     user_id: Mapped[int] = mapped_column(Integer)
     device_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    role: Mapped[str | None] = mapped_column(String(16), nullable=True)  # member and mount entries
+
+
+class ShareMember(Base):
+    """A user's access to a shared namespace and where it is mounted in that user's tree.
+
+    The owner has a row too (role ``owner``): the owner's own mount of the folder they shared."""
+
+    __tablename__ = "share_members"
+    ns_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(16))  # owner | editor | viewer
+    can_reshare: Mapped[bool] = mapped_column(Boolean, default=False)
+    mount_path: Mapped[str] = mapped_column(String(4096))
+    added_by: Mapped[int] = mapped_column(Integer)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Link(Base):
+    """A link share: anyone holding the token (and the password, if set) may use it until expiry."""
+
+    __tablename__ = "links"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    ns_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the namespace's root
+    mode: Mapped[str] = mapped_column(String(16))  # download | upload (a file request)
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

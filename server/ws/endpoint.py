@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from server.core import paths
 from server.core.errors import ErrorCode, SatchelError
 from server.presence.base import Member, Presence, Watcher
-from server.services import accounts, changes, uploads
+from server.services import access, accounts, changes, uploads
 from server.services.context import Principal, Services
 from server.storage.db import now_ms
 from server.ws.hub import Hub
@@ -119,6 +119,10 @@ class Feed:
                 return
             self.last = seq
 
+    def member_changed(self, ns: int, user_id: int) -> None:
+        if not self.dead and self.conn.who is not None and user_id == self.conn.who.user_id:
+            self.conn.recheck_soon()
+
 
 class Connection:
     def __init__(self, svc: Services, hub: Hub, presence: Presence, transport: Transport, node: str) -> None:
@@ -183,6 +187,28 @@ class Connection:
         log.info("session %s: resync namespace %d at seq %d (%s)", self.id, feed.ns, feed.last, reason)
         self.send(Frame(MsgType.resync, 0, {"ns": feed.ns, "cursor": make_cursor(feed.ns, feed.last),
                                             "reason": reason}))
+
+    def recheck_soon(self) -> None:
+        self._spawn(self._recheck_access())
+
+    async def _recheck_access(self) -> None:
+        """After a membership change about this user: reload their shares and end, at once, every
+        subscription (and presence) in a namespace they can no longer read."""
+        try:
+            self.who = await accounts.authenticate(self.svc, self.token)
+        except SatchelError:
+            return  # a logged-out device is closed by the heartbeat
+        for feed in list(self.feeds.values()):
+            if access.grant(self.who, feed.ns) is None:
+                self._drop(feed)
+                self.send(Frame(MsgType.revoked, 0, {"ns": feed.ns, "cursor": make_cursor(feed.ns, feed.last),
+                                                     "reason": "access_removed"}))
+        for (ns, path), (_member, watcher) in list(self.places.items()):
+            if access.grant(self.who, ns) is None:
+                del self.places[(ns, path)]
+                self.presence.unwatch(ns, path, watcher)
+                with contextlib.suppress(SatchelError):
+                    await self.presence.leave(ns, path, self.member_key)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -278,8 +304,8 @@ class Connection:
             "heartbeat_ms": int(self.heartbeat * 1000), "idle_timeout_ms": int(self.heartbeat * 3000),
             "limits": {"max_frame": MAX_FRAME, "inline": INLINE_LIMIT, "subscriptions": MAX_SUBSCRIPTIONS,
                        "in_flight": MAX_IN_FLIGHT},
-            "namespaces": [{"ns": ns, "path": "/", "role": "owner"}
-                           for ns in changes.readable_namespaces(self.who)],
+            "namespaces": [{"ns": self.who.root_ns_id, "path": "/", "role": "owner"},
+                           *({"ns": m.ns_id, "path": m.path, "role": m.role} for m in self.who.mounts)],
         }))
 
     async def _read_loop(self) -> None:
@@ -323,6 +349,9 @@ class Connection:
 
     async def _handle(self, frame: Frame) -> None:
         try:
+            # Every request is authorized against the shares as they are now, not as at hello (a
+            # logged-out device gets ``unauthorized`` here, and the heartbeat closes it with 4001).
+            self.who = await accounts.authenticate(self.svc, self.token)
             handler = {
                 MsgType.subscribe: self._subscribe,
                 MsgType.unsubscribe: self._unsubscribe,

@@ -40,9 +40,15 @@ def channel(ns: int) -> str:
     return f"ns.{ns}"
 
 
+MEMBER_OPS = ("member_add", "member_role", "member_remove")
+
+
 class Subscriber(Protocol):
     def push(self, ns: int, seq: int, frame: bytes) -> None:
         """Take one encoded ``change`` frame. Must not block (queue it or give up on it)."""
+
+    def member_changed(self, ns: int, user_id: int) -> None:
+        """A membership entry about *user_id* in *ns* was delivered: access may have changed."""
 
 
 class Hub:
@@ -195,6 +201,8 @@ class Hub:
             frame = encode(Frame(MsgType.change, 0, entry))
             for sub in subs:
                 sub.push(ns, entry["seq"], frame)
+                if entry.get("op") in MEMBER_OPS:
+                    sub.member_changed(ns, int(entry["id"]))
             if ns in self._subs:  # a namespace nobody serves any more starts afresh from the database
                 self._last[ns] = entry["seq"]
 

@@ -49,6 +49,7 @@ class MsgType(IntEnum):
     unsubscribed = 13  # S->C {ns}
     change = 14  # S->C {ns, seq, cursor, op, ...entry}
     resync = 15  # S->C {ns, cursor, reason}: fetch /changes from cursor, then resubscribe
+    revoked = 16  # S->C {ns, cursor, reason}: access to the namespace ended; the subscription is gone
     commit = 20  # C->S {path, parent_rev, size, ops, mtime?, mime?}
     committed = 21  # S->C {entry}
     presence_set = 30  # C->S {ns, path, state}  (state None = leave)
