@@ -256,6 +256,8 @@ REST: dict[tuple[str, str], tuple[Req, Cell]] = {
         lambda w, a: (f"/api/v1/uploads/{w.uploads['commit']}/commit", {}), BY_ID_OWNER),
     ("PUT", "/api/v1/blobs/up/{upload_id}/{hash}"): (
         lambda w, a: (f"/api/v1/blobs/up/{w.uploads['get']}/{'0' * 64}", {"content": b"x"}), SIGNED),
+    ("PUT", "/api/v1/blobs/pack/{upload_id}"): (
+        lambda w, a: (f"/api/v1/blobs/pack/{w.uploads['get']}", {"content": b"x"}), SIGNED),
     ("GET", "/api/v1/blobs/down/{owner_id}/{hash}"): (_q("/api/v1/blobs/down/1/" + "0" * 64), SIGNED),
     ("GET", "/api/v1/changes"): (_q("/api/v1/changes", cursor=lambda w, a: f"v1.{w.ns}.0"),
                                  MEMBERS_READ | {"stranger": "bad_cursor", "removed": "bad_cursor"}),
