@@ -84,7 +84,7 @@ async def plan(s: AsyncSession, svc: Services, loc: tree.Location, t_ms: int) ->
         where = tree.live(loc.ns_id) if loc.path == paths.ROOT else tree.subtree(svc, loc.ns_id, loc.path)
         for n in (await s.execute(select(Node).where(where))).scalars():
             now_nodes[n.path] = n
-    if not then and not now_nodes:
+    if not then and not now_nodes and loc.path != paths.ROOT:  # the root always exists
         raise SatchelError(ErrorCode.not_found, f"{loc.path} existed neither then nor now", path=loc.path)
     revs: dict[int, Revision] = {}
     want = [v.rev_id for v in then.values() if v.rev_id is not None]
