@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import Any
 
-from sqlalchemy import delete, exists, or_, select
+from sqlalchemy import delete, or_, select
 
 from server.services import history, refguard, trash
 from server.services.context import Services
@@ -61,12 +61,11 @@ async def _referenced(svc: Services, keys: list[BlobKey]) -> set[tuple[int, byte
 
 def _unreferenced() -> Any:
     """Chunk rows that no revision in their owner's namespaces and no upload session refers to."""
-    by_revision = (exists().select_from(RevisionChunk)
-                   .join(Revision, Revision.id == RevisionChunk.rev_id)
+    by_revision = (select(RevisionChunk.rev_id).join(Revision, Revision.id == RevisionChunk.rev_id)
                    .join(Namespace, Namespace.id == Revision.ns_id)
-                   .where(RevisionChunk.hash == Chunk.hash, Namespace.owner_id == Chunk.owner_id))
-    by_upload = (exists().select_from(UploadChunk).join(Upload, Upload.id == UploadChunk.upload_id)
-                 .where(UploadChunk.hash == Chunk.hash, Upload.owner_id == Chunk.owner_id))
+                   .where(RevisionChunk.hash == Chunk.hash, Namespace.owner_id == Chunk.owner_id).exists())
+    by_upload = (select(UploadChunk.idx).join(Upload, Upload.id == UploadChunk.upload_id)
+                 .where(UploadChunk.hash == Chunk.hash, Upload.owner_id == Chunk.owner_id).exists())
     return ~by_revision & ~by_upload
 
 
