@@ -6,7 +6,9 @@ unreferenced chunk rows and expired revisions. So a collection can never decide 
 while a reference is being written, and a writer never builds on a row collection is removing.
 
 SQLite needs nothing: write transactions already run one at a time (``BEGIN IMMEDIATE``).
-PostgreSQL uses a transaction-scoped advisory lock, released at commit or rollback.
+PostgreSQL uses a transaction-scoped advisory lock, released at commit or rollback. Take it first
+in a transaction, before any row lock (the owner's row in ``quota.charge``, the namespace row in
+``journal.append``), so that waiting on it can never close a lock cycle.
 """
 
 from __future__ import annotations

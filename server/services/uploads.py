@@ -504,10 +504,11 @@ async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dic
             await s.execute(insert(RevisionChunk), rows[i:i + INSERT_BATCH])
 
     async with svc.db.write() as s:
+        # The guard before the owner's row, in every transaction that takes both (no lock cycle).
+        await refguard.adding_references(s)
         current = await tree.get_node(s, loc.ns_id, loc.path)
         await quota.charge(s, loc.owner_id, size - (current.size if current else 0))
         if rest:  # checked again under the guard: collection may have dropped a row since the read above
-            await refguard.adding_references(s)
             still = (await s.execute(select(func.count()).select_from(Chunk).where(
                 Chunk.owner_id == loc.owner_id, Chunk.hash.in_(rest)))).scalar_one()
             if still != len(rest):
