@@ -19,6 +19,7 @@ import httpx
 from server.core.errors import ErrorCode, SatchelError
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+Entries = list[dict[str, Any]]  # named outside the class: there ``list`` is the listing method
 
 
 def raise_for_error(resp: httpx.Response) -> None:
@@ -245,6 +246,58 @@ class SatchelClient:
 
     def content_url(self, file_id: int) -> str:
         return f"{self.server}/api/v1/files/{file_id}/content"
+
+    # -- history, trash, rewind, quota, search
+    async def revisions(self, path: str) -> Entries:
+        """Every revision of the file at *path*, newest first."""
+        file_id = (await self.stat(path))["id"]
+        out: list[dict[str, Any]] = []
+        before: int | None = None
+        while True:
+            params = {"before": before} if before else None
+            page = await self.request("GET", f"/api/v1/files/{file_id}/revisions", params=params)
+            out.extend(page["revisions"])
+            before = page["next"]
+            if not before:
+                return out
+
+    async def restore(self, path: str, rev: int) -> dict[str, Any]:
+        file_id = (await self.stat(path))["id"]
+        result: dict[str, Any] = await self.request("POST", f"/api/v1/files/{file_id}/restore", json={"rev": rev})
+        return result
+
+    async def trash(self, path: str = "/") -> Entries:
+        entries: list[dict[str, Any]] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = await self.request("GET", "/api/v1/trash", params={"path": path, "offset": offset})
+            entries.extend(page["entries"])
+            offset = page["next"]
+        return entries
+
+    async def undelete(self, path: str | None = None, item_id: int | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/api/v1/trash/restore",
+                                                    json={"path": path, "id": item_id})
+        return result
+
+    async def purge(self, path: str | None = None, item_id: int | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/api/v1/trash/purge", json={"path": path, "id": item_id})
+        return result
+
+    async def rewind(self, path: str, to_ms: int, dry_run: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/api/v1/rewind",
+                                                    json={"path": path, "to": to_ms, "dry_run": dry_run})
+        return result
+
+    async def quota(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/api/v1/quota")
+        return result
+
+    async def search(self, query: str, path: str = "/", limit: int = 20, offset: int = 0) -> dict[str, Any]:
+        """One page of results: {entries, next}; pass ``offset=next`` for the next page."""
+        result: dict[str, Any] = await self.request("POST", "/api/v1/files/search", json={
+            "query": query, "path": path, "limit": limit, "offset": offset})
+        return result
 
     # -- engines
     async def upload(self, local: str | os.PathLike[str], remote: str, **kw: Any) -> dict[str, Any]:

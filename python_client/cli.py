@@ -101,6 +101,32 @@ async def cmd_admin_add_user(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_admin_set_quota(args: argparse.Namespace) -> int:
+    from server.app import open_services
+    from server.services.quota import set_quota
+
+    async with open_services(_server_config(args)) as svc:
+        out = await set_quota(svc, args.name, parse_size(args.size))
+    limit = format_size(out["limit"]) if out["limit"] else "unlimited"
+    print(f"{out['name']}: limit {limit}, using {format_size(out['used'])}")
+    return 0
+
+
+async def cmd_admin_gc(args: argparse.Namespace) -> int:
+    from server.app import open_services
+    from server.services import sweeper
+
+    async with open_services(_server_config(args)) as svc:
+        if args.dry_run:
+            out = await sweeper.collect(svc, dry_run=True)
+        else:
+            out = await sweeper.sweep_once(svc)
+    verb = "would free" if args.dry_run else "freed"
+    _out(args, out, f"{verb}: {out['versions']} old versions, {out['trash_items']} trash items, "
+                    f"{out['chunks']} chunks ({format_size(out['bytes'])})")
+    return 0
+
+
 # ---------------------------------------------------------------- client commands
 
 async def cmd_signup(args: argparse.Namespace) -> int:
@@ -236,7 +262,7 @@ async def cmd_get(args: argparse.Namespace) -> int:
         if meta["kind"] == "dir":
             raise CliError(f"{remote} is a folder; `satchel get` takes a file", EXIT_USAGE)
         with TransferBar(f"↓ {meta['name']}", enabled=None if not args.quiet else False) as bar:
-            out = await client.download(remote, local, progress=bar)
+            out = await client.download(remote, local, progress=bar, rev=args.revision)
     if not args.quiet:
         print(out["local_path"])
     return 0
@@ -332,6 +358,94 @@ async def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_versions(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        revs = await client.revisions(_remote(args.path))
+    lines = [f"{r['rev']:>8}  {r['created_at'][:19]}  {format_size(r['size']):>10}  {r['user'] or r['user_id']}"
+             f"@{r['device'] or r['device_id']}{'  (current)' if r['current'] else ''}" for r in revs]
+    _out(args, revs, "\n".join(lines))
+    return 0
+
+
+async def cmd_restore(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        entry = await client.restore(_remote(args.path), args.revision)
+    print(f"{entry['path']}: revision {args.revision} restored as revision {entry['rev']}")
+    return 0
+
+
+async def cmd_trash(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        items = await client.trash(_remote(args.path))
+    lines = [f"{i['id']:>8}  {i['deleted_at'][:19]}  {format_size(i['total_size']):>10}  "
+             f"{i['path']}{'/' if i['kind'] == 'dir' else ''}" for i in items]
+    _out(args, items, "\n".join(lines))
+    return 0
+
+
+async def cmd_undelete(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        out = await client.undelete(_remote(args.path), args.id)
+    print(f"restored {out['path']} ({out['restored']} entries)")
+    return 0
+
+
+async def cmd_purge(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        out = await client.purge(_remote(args.path), args.id)
+    print(f"purged {out['path']} ({out['purged']} entries)")
+    return 0
+
+
+async def cmd_rewind(args: argparse.Namespace) -> int:
+    from server.core.units import parse_time
+
+    when = parse_time(args.to)
+    client, _ = _client(args)
+    async with client:
+        out = await client.rewind(_remote(args.path), int(when.timestamp() * 1000), args.dry_run)
+    lines = [f"{s['action']:<8} {s['path']}" + (f"  (revision {s['rev']})" if s.get("rev") else "")
+             for s in out["steps"]]
+    lines += [f"lost     {u['path']}  (revision {u['rev']} is no longer kept)" for u in out["unavailable"]]
+    if not out["steps"]:
+        lines.append(f"{out['path']} is already as it was at {out['to']}")
+    elif args.dry_run:
+        lines.append("(dry run: nothing changed)")
+    _out(args, out, "\n".join(lines))
+    return 0
+
+
+async def cmd_quota(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        q = await client.quota()
+    limit = format_size(q["limit"]) if q["limit"] else "unlimited"
+    text = f"used {format_size(q['used'])} of {limit}"
+    if q["reserved"]:
+        text += f" ({format_size(q['reserved'])} reserved by uploads in progress)"
+    _out(args, q, text)
+    return 0
+
+
+async def cmd_search(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    found: list[dict[str, Any]] = []
+    async with client:
+        offset: int | None = 0
+        while offset is not None and len(found) < args.limit:
+            page = await client.search(" ".join(args.words), _remote(args.path),
+                                       min(100, args.limit - len(found)), offset)
+            found.extend(page["entries"])
+            offset = page["next"]
+    _out(args, found, "\n".join(e["path"] + ("/" if e["kind"] == "dir" else "") for e in found))
+    return 0
+
+
 # ---------------------------------------------------------------- argument parsing
 
 def _server_flags(p: argparse.ArgumentParser) -> None:
@@ -363,6 +477,16 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--quota", help="storage quota, e.g. 10GiB (default: server default)")
     au.add_argument("--admin", action="store_true", help="make the user an administrator")
     au.set_defaults(func=cmd_admin_add_user)
+    sq = asub.add_parser("set-quota", help="set a user's storage limit (0 = unlimited)")
+    _server_flags(sq)
+    sq.add_argument("name")
+    sq.add_argument("size", help="e.g. 5MB, 10GiB, 0")
+    sq.set_defaults(func=cmd_admin_set_quota)
+    gc = asub.add_parser("gc", help="collect garbage now: old versions, old trash, unreferenced chunks")
+    _server_flags(gc)
+    gc.add_argument("--dry-run", action="store_true", help="only count what would be freed")
+    gc.add_argument("--json", action="store_true")
+    gc.set_defaults(func=cmd_admin_gc)
 
     su = sub.add_parser("signup", help="create an account on a server that allows sign-up")
     su.add_argument("url")
@@ -454,10 +578,54 @@ def build_parser() -> argparse.ArgumentParser:
 
     get = sub.add_parser("get", help="download a file (re-run to resume)")
     get.add_argument("remote")
-    get.add_argument("local")
+    get.add_argument("local", nargs="?", default=".", help="file or folder to write (default: here)")
+    get.add_argument("--revision", type=int, metavar="R", help="an older revision (see `satchel versions`)")
     get.add_argument("-q", "--quiet", action="store_true")
     get.set_defaults(func=cmd_get)
+    _history_commands(sub)
     return p
+
+
+def _history_commands(sub: Any) -> None:
+    ve = sub.add_parser("versions", help="list the revisions of a file")
+    ve.add_argument("path")
+    ve.add_argument("--json", action="store_true")
+    ve.set_defaults(func=cmd_versions)
+
+    rs = sub.add_parser("restore", help="make an old revision of a file current again (a new revision)")
+    rs.add_argument("path")
+    rs.add_argument("--revision", type=int, metavar="R", required=True)
+    rs.set_defaults(func=cmd_restore)
+
+    tr = sub.add_parser("trash", help="list deleted files and folders (at or below PATH)")
+    tr.add_argument("path", nargs="?", default="/")
+    tr.add_argument("--json", action="store_true")
+    tr.set_defaults(func=cmd_trash)
+
+    for name, helptext, func in (("undelete", "restore a deleted file or folder from the trash", cmd_undelete),
+                                 ("purge", "erase a deleted file or folder from the trash for good", cmd_purge)):
+        c = sub.add_parser(name, help=helptext)
+        c.add_argument("path")
+        c.add_argument("--id", type=int, help="the trash item (from `satchel trash`) when PATH has several")
+        c.set_defaults(func=func)
+
+    rw = sub.add_parser("rewind", help="bring a folder back to how it was at TIME, as new changes")
+    rw.add_argument("path")
+    rw.add_argument("--to", required=True, metavar="TIME", help="ISO 8601 (UTC without offset) or ago: 2h, 3d")
+    rw.add_argument("--dry-run", action="store_true", help="only list what would change")
+    rw.add_argument("--json", action="store_true")
+    rw.set_defaults(func=cmd_rewind)
+
+    qu = sub.add_parser("quota", help="storage used and the limit")
+    qu.add_argument("--json", action="store_true")
+    qu.set_defaults(func=cmd_quota)
+
+    se = sub.add_parser("search", help="find files and folders by name, path and text")
+    se.add_argument("words", nargs="+")
+    se.add_argument("--path", default="/", help="search below this folder only")
+    se.add_argument("--limit", type=int, default=50, help="at most this many results")
+    se.add_argument("--json", action="store_true")
+    se.set_defaults(func=cmd_search)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,9 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from server.api import accounts as accounts_api
 from server.api import changes as changes_api
 from server.api import files as files_api
+from server.api import history as history_api
 from server.api import meta
+from server.api import search as search_api
 from server.api import shares as shares_api
 from server.api.http import on_http_error, on_satchel_error, on_unexpected
 from server.auth.signing import UrlSigner
@@ -84,7 +86,7 @@ def create_app(config: Config) -> Starlette:
         *accounts_api.routes,
         *files_api.routes,
         *changes_api.routes,
-        *shares_api.routes,
+        *shares_api.routes, *history_api.routes, *search_api.routes,
     ]
     routes.append(meta.openapi_route(routes, satchel_version()))
     routes.append(WebSocketRoute("/api/v1/ws", websocket_endpoint))

@@ -54,6 +54,10 @@ SETTINGS: tuple[Setting, ...] = (
             "upload refers to is kept before it is collected.", "duration"),
     Setting("sweep_interval", "SATCHEL_SWEEP_INTERVAL", "10m", "How often expired uploads and orphan "
             "chunks are swept.", "duration"),
+    Setting("retention", "SATCHEL_RETENTION", "30d", "How long old versions and trashed entries are kept "
+            "before garbage collection frees them.", "duration"),
+    Setting("search_text_max", "SATCHEL_SEARCH_TEXT_MAX", "256KiB", "Text files up to this size are "
+            "indexed for full-text search (larger files by name and path only).", "size"),
     Setting("max_file_size", "SATCHEL_MAX_FILE_SIZE", "64GiB", "Largest file accepted.", "size"),
     Setting("max_chunks", "SATCHEL_MAX_CHUNKS", "200000", "Most chunks one file may have.", "int"),
     Setting("default_quota", "SATCHEL_DEFAULT_QUOTA", "0", "Storage quota of a new user (0 = unlimited).", "size"),
@@ -95,6 +99,8 @@ class Config:
     upload_ttl: float = 86400
     orphan_grace: float = 3600
     sweep_interval: float = 600
+    retention: float = 30 * 86400
+    search_text_max: int = 256 * 1024
     max_file_size: int = 64 * 1024**3
     max_chunks: int = 200_000
     default_quota: int = 0

@@ -42,7 +42,7 @@ def entry_wire(e: JournalEntry, rev: Revision | None = None) -> dict[str, Any]:
         out["old_path"] = e.old_path
     if e.role is not None:
         out["role"] = e.role
-    if e.kind == "file" and e.op != "delete":
+    if e.kind == "file" and e.op not in ("delete", "purge"):
         out.update(rev=e.rev_id, parent_rev=e.parent_rev_id, size=e.size, content_hash=e.content_hash)
         if rev is not None:
             out.update(mtime=iso(rev.mtime_ms), mime=rev.mime)

@@ -171,6 +171,11 @@ async def _pages(svc: Services, rev_id: int, start: int) -> AsyncIterator[tuple[
         idx = page[-1][0] + 1
 
 
+def revision_bytes(svc: Services, rev_id: int, owner_id: int, start: int, end: int) -> AsyncIterator[bytes]:
+    """Bytes *start*..*end* of a revision, streamed (for services that read content: search)."""
+    return _stream(svc, rev_id, owner_id, start, end)
+
+
 async def _stream(svc: Services, rev_id: int, owner_id: int, start: int, end: int) -> AsyncIterator[bytes]:
     if end <= start:
         return

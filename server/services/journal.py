@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.services import search_index
 from server.storage.db import now_ms
 from server.storage.models import JournalEntry, Namespace
 
@@ -24,5 +25,6 @@ async def append(s: AsyncSession, ns_id: int, *, op: str, kind: str, node_id: in
                          user_id=user_id, device_id=device_id, created_ms=now_ms(),
                          size=fields.pop("size", 0), **fields)
     s.add(entry)
+    await search_index.on_entry(s, entry)  # names and paths stay searchable, in the same transaction
     s.info.setdefault("journal", []).append(entry)  # rung on the bus once the transaction commits
     return int(seq)

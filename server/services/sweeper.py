@@ -1,21 +1,30 @@
-"""Background housekeeping: drop expired upload sessions and collect orphan chunks.
+"""Background housekeeping and garbage collection, one pass = ``sweep_once``:
 
-A chunk file is an orphan when no chunk row exists for it (no revision ever committed it), no live
-upload session names it, and it was written longer than ``orphan_grace`` ago. Chunks with a row are
-never touched here (revision garbage collection is a separate, later step).
+1. drop expired upload sessions (their quota reservations go with them);
+2. prune revisions replaced more than ``retention`` ago, and purge trash items deleted more than
+   ``retention`` ago (journaled, so devices see the purge);
+3. drop chunk rows that no revision and no upload session of their owner refers to, each delete
+   re-checking the references under ``refguard.collecting`` (so a commit, restore or upload that
+   starts naming the chunk meanwhile keeps it: it either committed before the check, or waits);
+4. delete chunk files with no chunk row and no session naming them, written over ``orphan_grace``
+   ago (a file is checked again right before it is deleted).
+
+``collect(svc, dry_run=True)`` counts what steps 2-3 would free without changing anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from sqlalchemy import delete, or_, select
 
+from server.services import history, refguard, trash
 from server.services.context import Services
 from server.storage.blobs.base import BlobKey
 from server.storage.db import now_ms
-from server.storage.models import Chunk, Upload, UploadChunk
+from server.storage.models import Chunk, Namespace, Revision, RevisionChunk, Upload, UploadChunk
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -50,9 +59,79 @@ async def _referenced(svc: Services, keys: list[BlobKey]) -> set[tuple[int, byte
     return {(o, bytes(h)) for o, h in rows}
 
 
-async def sweep_once(svc: Services) -> dict[str, int]:
+def _unreferenced() -> Any:
+    """Chunk rows that no revision in their owner's namespaces and no upload session refers to."""
+    by_revision = (select(RevisionChunk.rev_id).join(Revision, Revision.id == RevisionChunk.rev_id)
+                   .join(Namespace, Namespace.id == Revision.ns_id)
+                   .where(RevisionChunk.hash == Chunk.hash, Namespace.owner_id == Chunk.owner_id).exists())
+    by_upload = (select(UploadChunk.idx).join(Upload, Upload.id == UploadChunk.upload_id)
+                 .where(UploadChunk.hash == Chunk.hash, Upload.owner_id == Chunk.owner_id).exists())
+    return ~by_revision & ~by_upload
+
+
+async def unreferenced_chunks(svc: Services, limit: int = BATCH, after: tuple[int, bytes] | None = None
+                              ) -> list[tuple[int, bytes, int]]:
+    """(owner, hash, size) of up to *limit* unreferenced chunk rows, in key order after *after*."""
+    q = select(Chunk.owner_id, Chunk.hash, Chunk.size).where(_unreferenced())
+    if after is not None:
+        q = q.where((Chunk.owner_id > after[0]) | ((Chunk.owner_id == after[0]) & (Chunk.hash > after[1])))
+    async with svc.db.read() as s:
+        rows = (await s.execute(q.order_by(Chunk.owner_id, Chunk.hash).limit(limit))).all()
+    return [(int(o), bytes(h), int(n)) for o, h, n in rows]
+
+
+async def drop_chunk_rows(svc: Services, candidates: list[tuple[int, bytes, int]]) -> tuple[int, int]:
+    """Delete the candidates' rows that are *still* unreferenced; (rows, bytes) dropped."""
+    by_owner: dict[int, list[bytes]] = {}
+    for owner, digest, _size in candidates:
+        by_owner.setdefault(owner, []).append(digest)
+    rows = size = 0
+    async with svc.db.write() as s:
+        await refguard.collecting(s)
+        for owner, digests in by_owner.items():
+            gone = (await s.execute(
+                delete(Chunk).where(Chunk.owner_id == owner, Chunk.hash.in_(digests), _unreferenced())
+                .returning(Chunk.size))).scalars().all()
+            rows += len(gone)
+            size += sum(gone)
+    return rows, size
+
+
+async def collect(svc: Services, dry_run: bool = False) -> dict[str, Any]:
+    """Steps 2-3: expired versions, expired trash, unreferenced chunk rows."""
+    cutoff = now_ms() - int(svc.config.retention * 1000)
+    out = {"dry_run": dry_run, "versions": 0, "trash_items": 0, "chunks": 0, "bytes": 0}
+    if dry_run:
+        async with svc.db.read() as s:
+            out["versions"] = await history.count_expired(s, cutoff)
+            out["trash_items"] = await trash.count_expired(s, cutoff)
+        after = None
+        while batch := await unreferenced_chunks(svc, BATCH, after):
+            out["chunks"] += len(batch)
+            out["bytes"] += sum(n for _o, _h, n in batch)
+            after = batch[-1][:2]
+        return out  # chunks only freed by the versions and trash above are not counted until then
+    for key, step in (("versions", history.prune_expired), ("trash_items", trash.purge_expired)):
+        while True:
+            async with svc.db.write() as s:
+                await refguard.collecting(s)
+                n = await step(s, cutoff, BATCH)
+            out[key] += n
+            if n < BATCH:
+                break
+    after = None
+    while batch := await unreferenced_chunks(svc, BATCH, after):
+        rows, size = await drop_chunk_rows(svc, batch)
+        out["chunks"] += rows
+        out["bytes"] += size
+        after = batch[-1][:2]
+    return out
+
+
+async def sweep_once(svc: Services) -> dict[str, Any]:
     now = now_ms()
     expired = await _expire_uploads(svc, now)
+    collected = await collect(svc)
     removed = 0
     batch: list[BlobKey] = []
 
@@ -73,9 +152,12 @@ async def sweep_once(svc: Services) -> dict[str, int]:
             removed += await flush()
     if batch:
         removed += await flush()
-    if expired or removed:
-        log.info("sweep: %d expired uploads dropped, %d orphan chunks removed", expired, removed)
-    return {"expired_uploads": expired, "orphan_chunks": removed}
+    if expired or removed or collected["chunks"] or collected["versions"] or collected["trash_items"]:
+        log.info("sweep: %d expired uploads dropped, %d versions pruned, %d trash items purged, "
+                 "%d chunks freed, %d orphan chunk files removed", expired, collected["versions"],
+                 collected["trash_items"], collected["chunks"], removed)
+    return {"expired_uploads": expired, "orphan_chunks": removed} | {
+        k: v for k, v in collected.items() if k != "dry_run"}
 
 
 async def run(svc: Services) -> None:

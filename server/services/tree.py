@@ -81,8 +81,17 @@ def _mount_of(who: Principal, loc: Location) -> Mount | None:
 
 async def ensure_parents(s: AsyncSession, who: Principal, ns_id: int, path: str) -> None:
     """Create the missing folders above *path* (like ``mkdir -p``), each with a journal entry."""
+    await _ensure_folders(s, who, ns_id, paths.ancestors(path))
+
+
+async def ensure_dir(s: AsyncSession, who: Principal, ns_id: int, path: str) -> None:
+    """Create the folder *path* and the missing folders above it, inside the caller's transaction."""
+    await _ensure_folders(s, who, ns_id, [*paths.ancestors(path), path])
+
+
+async def _ensure_folders(s: AsyncSession, who: Principal, ns_id: int, folders: list[str]) -> None:
     now = now_ms()
-    for folder in paths.ancestors(path):
+    for folder in folders:
         node = await get_node(s, ns_id, folder)
         if node is None:
             node = Node(ns_id=ns_id, path=folder, parent_path=paths.parent(folder), kind="dir",
@@ -253,17 +262,22 @@ async def delete(svc: Services, who: Principal, path: object) -> dict[str, Any]:
         if node is None:
             raise SatchelError(ErrorCode.not_found, f"{loc.outside(loc.path)} does not exist",
                                path=loc.outside(loc.path))
-        now = now_ms()
-        if node.kind == "dir":
-            await s.execute(
-                update(Node).where(subtree(svc, loc.ns_id, loc.path))
-                .values(deleted_ms=now).execution_options(synchronize_session=False)
-            )
-        node.deleted_ms = now
-        await s.flush()
-        await journal.append(s, loc.ns_id, op="delete", kind=node.kind, node_id=node.id, path=loc.path,
-                             rev_id=node.head_rev_id, user_id=who.user_id, device_id=who.device_id)
+        await trash_node(s, svc, who, node)
         return _at(loc, node)
+
+
+async def trash_node(s: AsyncSession, svc: Services, who: Principal, node: Node) -> None:
+    """Move a live *node* (and everything below it) to the trash as one trash item; journal it."""
+    now = now_ms()
+    if node.kind == "dir":
+        await s.execute(
+            update(Node).where(subtree(svc, node.ns_id, node.path))
+            .values(deleted_ms=now, trash_root_id=node.id).execution_options(synchronize_session=False)
+        )
+    node.deleted_ms, node.trash_root_id = now, node.id
+    await s.flush()
+    await journal.append(s, node.ns_id, op="delete", kind=node.kind, node_id=node.id, path=node.path,
+                         rev_id=node.head_rev_id, user_id=who.user_id, device_id=who.device_id)
 
 
 async def usage_bytes(s: AsyncSession, owner_id: int) -> int:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import exists, insert, literal, select
+from sqlalchemy import exists, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,13 +31,13 @@ from server.auth.tokens import new_id
 from server.core import chunking, paths
 from server.core.errors import ErrorCode, SatchelError
 from server.core.pack import PackReader
-from server.services import access, journal, tree
+from server.services import access, journal, quota, refguard, search_index, tree
 from server.services.access import Location, Perm
 from server.services.context import Principal, Services
 from server.services.serialize import iso
 from server.storage.blobs.base import BlobKey
 from server.storage.db import now_ms
-from server.storage.models import Chunk, Node, Revision, RevisionChunk, Upload, UploadChunk, User
+from server.storage.models import Chunk, Node, Revision, RevisionChunk, Upload, UploadChunk
 
 log = logging.getLogger(__name__)
 INSERT_BATCH = 5000
@@ -189,16 +189,6 @@ async def _describe(svc: Services, who: Principal, upload: Upload, base_url: str
     }
 
 
-async def _owner_quota_check(s: AsyncSession, owner_id: int, new_size: int, old_size: int) -> None:
-    user = await s.get(User, owner_id)
-    if user is None or user.quota_bytes <= 0:
-        return
-    used = await tree.usage_bytes(s, owner_id)
-    if used - old_size + new_size > user.quota_bytes:
-        raise SatchelError(ErrorCode.quota_exceeded, "this upload would go over the storage quota",
-                           used=used, limit=user.quota_bytes, size=new_size)
-
-
 async def _load(s: AsyncSession, who: Principal, upload_id: str) -> Upload:
     # An id from the URL that new_id() cannot have made (NUL, 1000 characters) never reaches the database.
     upload = await s.get(Upload, upload_id) if UPLOAD_ID.fullmatch(upload_id) else None
@@ -228,6 +218,7 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
     now = now_ms()
 
     async with svc.db.write() as s:
+        await refguard.adding_references(s)  # the session will name chunks the owner stores
         node = await tree.get_node(s, loc.ns_id, loc.path)
         if node is not None and node.kind == "dir":
             raise SatchelError(ErrorCode.is_a_directory, f"{loc.path} is a folder", path=loc.path)
@@ -237,7 +228,6 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
         if head != parent_rev:  # fail before any byte is sent; commit checks again
             raise SatchelError(ErrorCode.conflict, "the file changed since the revision you edited",
                                path=loc.path, head_rev=head, parent_rev=parent_rev)
-        await _owner_quota_check(s, loc.owner_id, size, node.size if node else 0)
         existing = (await s.execute(
             select(Upload).where(
                 Upload.user_id == who.user_id, Upload.ns_id == loc.ns_id, Upload.path == loc.path,
@@ -247,14 +237,16 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
             ).limit(1)
         )).scalar_one_or_none()
         if existing is not None:
-            upload = existing
+            upload = existing  # its bytes are reserved already
         else:
+            added = size - (node.size if node else 0)
+            await quota.charge(s, loc.owner_id, added)  # before any byte is sent
             upload = Upload(
                 id=new_id(), user_id=who.user_id, device_id=who.device_id, ns_id=loc.ns_id,
                 owner_id=loc.owner_id, path=loc.path, parent_rev_id=parent_rev, size=size,
                 chunk_count=len(chunks), content_hash=chash, mime=mime,
                 mtime_ms=mtime if mtime is not None else now, created_ms=now,
-                expires_ms=now + int(svc.config.upload_ttl * 1000),
+                expires_ms=now + int(svc.config.upload_ttl * 1000), reserved_bytes=max(0, added),
             )
             s.add(upload)
             await s.flush()
@@ -380,11 +372,12 @@ class NewRevision:
     mtime_ms: int
 
 
-async def _write_revision(s: AsyncSession, who: Principal, new: NewRevision, new_chunks: list[tuple[bytes, int]],
+async def write_revision(s: AsyncSession, who: Principal, new: NewRevision, new_chunks: list[tuple[bytes, int]],
                           write_chunk_list: Callable[[AsyncSession, int], Awaitable[None]]) -> tuple[Node, str]:
     """The commit transaction's body: record new chunks, check the parent is still the head,
     write the revision (its chunk list through *write_chunk_list*), the file and the journal."""
     now = now_ms()
+    await refguard.adding_references(s)
     if new_chunks:
         rows = [{"owner_id": new.owner_id, "hash": d, "size": n, "created_ms": now, "touched_ms": now}
                 for d, n in new_chunks]
@@ -450,9 +443,10 @@ async def commit(svc: Services, who: Principal, upload_id: str) -> dict[str, Any
             raise SatchelError(ErrorCode.upload_committed, "this upload was committed concurrently")
         new = NewRevision(upload.ns_id, upload.owner_id, upload.path, upload.parent_rev_id, upload.size,
                           upload.content_hash, upload.chunk_count, upload.mime, upload.mtime_ms)
-        node, op = await _write_revision(s, who, new, candidates, copy_session_chunks)
-        upload.committed_rev_id = node.head_rev_id
+        node, op = await write_revision(s, who, new, candidates, copy_session_chunks)
+        upload.committed_rev_id = node.head_rev_id  # settles its quota reservation
         result = tree.shown(who, node)
+    await search_index.index_content(svc, node.id, node.head_rev_id)
     log.info("commit %s rev=%s size=%d chunks=%d new_chunks=%d", op, node.head_rev_id, new.size,
              new.chunk_count, len(candidates))
     return result
@@ -525,9 +519,6 @@ async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dic
         raise SatchelError(ErrorCode.size_mismatch, f"the chunks add up to {total}, not {size}",
                            expected=size, received=total)
 
-    async with svc.db.read() as s:
-        current = await tree.get_node(s, loc.ns_id, loc.path)
-        await _owner_quota_check(s, loc.owner_id, size, current.size if current else 0)
     # Chunks named by hash must be stored already (this owner's, recorded by a commit), with the
     # size they are named with: a wrong size would make a revision whose offsets lie about its bytes.
     stored = {d: len(b) for d, b in inline.items() if d in named}
@@ -562,8 +553,20 @@ async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dic
             await s.execute(insert(RevisionChunk), rows[i:i + INSERT_BATCH])
 
     async with svc.db.write() as s:
-        node, _op = await _write_revision(s, who, new, [(d, len(b)) for d, b in inline.items()], write_list)
-        return tree.shown(who, node)
+        # The guard before the owner's row, in every transaction that takes both (no lock cycle).
+        await refguard.adding_references(s)
+        current = await tree.get_node(s, loc.ns_id, loc.path)
+        await quota.charge(s, loc.owner_id, size - (current.size if current else 0))
+        if rest:  # checked again under the guard: collection may have dropped a row since the read above
+            still = (await s.execute(select(func.count()).select_from(Chunk).where(
+                Chunk.owner_id == loc.owner_id, Chunk.hash.in_(rest)))).scalar_one()
+            if still != len(rest):
+                raise SatchelError(ErrorCode.missing_chunks, "a named chunk was collected; send it inline",
+                                   missing_count=len(rest) - int(still))
+        node, _op = await write_revision(s, who, new, [(d, len(b)) for d, b in inline.items()], write_list)
+        result = tree.shown(who, node)
+    await search_index.index_content(svc, node.id, node.head_rev_id)
+    return result
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
@@ -592,8 +595,6 @@ async def store_stream(svc: Services, who: Principal, loc: Location, size: int, 
                                received=got)
         await asyncio.to_thread(spool.seek, 0)
         refs = await asyncio.to_thread(lambda: list(chunking.chunk_stream(spool, size)))
-        async with svc.db.read() as s:
-            await _owner_quota_check(s, loc.owner_id, size, 0)
         for ref in refs:
             await asyncio.to_thread(spool.seek, ref.offset)
             data = await asyncio.to_thread(spool.read, ref.size)
@@ -610,5 +611,8 @@ async def store_stream(svc: Services, who: Principal, loc: Location, size: int, 
             await s.execute(insert(RevisionChunk), rows[i:i + INSERT_BATCH])
 
     async with svc.db.write() as s:
-        node, _op = await _write_revision(s, who, new, list(dict.fromkeys(chunks)), write_list)
-        return node
+        await refguard.adding_references(s)  # before the owner's row: the lock order of every commit
+        await quota.charge(s, loc.owner_id, size)
+        node, _op = await write_revision(s, who, new, list(dict.fromkeys(chunks)), write_list)
+    await search_index.index_content(svc, node.id, node.head_rev_id)
+    return node

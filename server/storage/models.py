@@ -90,6 +90,9 @@ class Node(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
     deleted_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The node whose delete put this one in the trash (itself for the item the user deleted):
+    # the trash lists those items, and restores or purges each with everything trashed with it.
+    trash_root_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 
     __table_args__ = (
         # One live entry per path; trashed entries may share a path with a live one.
@@ -157,6 +160,8 @@ class Upload(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
     expires_ms: Mapped[int] = mapped_column(BigInteger, index=True)
     committed_rev_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Quota held for this session until it commits, is abandoned or expires: the bytes it adds.
+    reserved_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class UploadChunk(Base):
@@ -172,7 +177,7 @@ class JournalEntry(Base):
     __tablename__ = "journal"
     ns_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    op: Mapped[str] = mapped_column(String(16))  # create | modify | delete | move | mkdir
+    op: Mapped[str] = mapped_column(String(16))  # create | modify | delete | move | mkdir | purge
     kind: Mapped[str] = mapped_column(String(8))
     node_id: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(String(4096))
