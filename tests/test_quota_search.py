@@ -133,3 +133,23 @@ def test_search_cli(server, device_factory, tmp_path):
         "/lists", "/lists/todo.md"]
 
 
+
+
+async def test_search_reaches_shared_folders_and_forgets_a_left_share(server, make_user, tmp_path):
+    alice = await make_user("dev1")
+    bob = await make_user("dev1")
+    (tmp_path / "n.txt").write_text("the zebra crossing plan\n")
+    await alice.client.upload(tmp_path / "n.txt", "/Projects/Apollo/notes.txt")
+    await alice.client.share("/Projects/Apollo", bob.name, "viewer")
+    await bob.client.upload(tmp_path / "n.txt", "/mine/zebra.txt")
+
+    async def found(who, query: str, path: str = "/") -> list[str]:
+        return sorted(e["path"] for e in (await who.client.search(query, path=path))["entries"])
+
+    # Written before the folder became shared, found at the path each user sees it.
+    assert await found(alice, "zebra") == ["/Projects/Apollo/notes.txt"]
+    assert await found(bob, "zebra") == ["/Apollo/notes.txt", "/mine/zebra.txt"]
+    assert await found(bob, "zebra", "/Apollo") == ["/Apollo/notes.txt"]
+    await bob.client.leave((await bob.client.share_of("/Apollo"))["ns"])
+    assert await found(bob, "zebra") == ["/mine/zebra.txt"]
+    assert await found(alice, "zebra") == ["/Projects/Apollo/notes.txt"]

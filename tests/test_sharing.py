@@ -207,6 +207,7 @@ MEMBERS_READ: Cell = {"owner": OK, "editor": OK, "viewer": OK, "stranger": "not_
                       "anon": "unauthorized"}
 MEMBERS_WRITE: Cell = MEMBERS_READ | {"viewer": "forbidden"}
 OWN_TREE_WRITE: Cell = MEMBERS_WRITE | {"stranger": OK, "removed": OK}  # their path is in their own tree
+OWN_TREE_READ: Cell = MEMBERS_READ | {"stranger": OK, "removed": OK}
 OWNER_ONLY: Cell = MEMBERS_READ | {"editor": "forbidden", "viewer": "forbidden"}
 BY_ID_OWNER: Cell = MEMBERS_READ | {"editor": "not_found", "viewer": "not_found"}
 ANY_USER: Cell = {a: OK for a in ACTORS} | {"anon": "unauthorized"}
@@ -276,6 +277,20 @@ REST: dict[tuple[str, str], tuple[Req, Cell]] = {
     ("GET", "/api/v1/links"): (_q("/api/v1/links"), ANY_USER),
     ("DELETE", "/api/v1/links/{link_id}"): (lambda w, a: (f"/api/v1/links/{w.links['to_delete']['id']}", {}),
                                             BY_ID_OWNER),
+    ("GET", "/api/v1/files/{file_id}/revisions"): (_q("/api/v1/files/{w.file_id}/revisions"), MEMBERS_READ),
+    ("POST", "/api/v1/files/{file_id}/restore"): (_j("/api/v1/files/{w.file_id}/restore", lambda w, a: {
+        "rev": 2**31 - 1}), MEMBERS_WRITE | {"owner": "not_found", "editor": "not_found"}),
+    # Strangers' paths lie in their own trees there (nothing in the trash, nothing found).
+    ("GET", "/api/v1/trash"): (_q("/api/v1/trash", path=lambda w, a: w.base(a)), OWN_TREE_READ),
+    ("POST", "/api/v1/trash/restore"): (_j("/api/v1/trash/restore", lambda w, a: {"path": w.base(a) + "/gone"}),
+                                        MEMBERS_WRITE | {a: "not_found" for a in ("owner", "editor")}),
+    ("POST", "/api/v1/trash/purge"): (_j("/api/v1/trash/purge", lambda w, a: {"path": w.base(a) + "/gone"}),
+                                      OWNER_ONLY | {"owner": "not_found"}),
+    ("POST", "/api/v1/rewind"): (_j("/api/v1/rewind", lambda w, a: {"path": w.base(a), "to": 0, "dry_run": True}),
+                                 MEMBERS_WRITE),
+    ("GET", "/api/v1/quota"): (_q("/api/v1/quota"), ANY_USER),
+    ("POST", "/api/v1/files/search"): (_j("/api/v1/files/search", lambda w, a: {"query": "plan", "path": w.base(a)}),
+                                       OWN_TREE_READ),
     # last: members leave for good, then every device logs out
     ("POST", "/api/v1/shares/{ns}/leave"): (_q("/api/v1/shares/{w.ns}/leave"),
                                             MEMBERS_READ | {"owner": "bad_request"}),
