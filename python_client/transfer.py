@@ -135,13 +135,16 @@ class UrlExpired(Exception):
 
 async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remote: str, *,
                       parent_rev: int | str | None = "auto", progress: Callable[[int, int], Progress] | None = None,
-                      stats: TransferStats | None = None) -> dict[str, Any]:
+                      stats: TransferStats | None = None, chunks: list[ChunkRef] | None = None) -> dict[str, Any]:
     """Upload *local* to *remote*. ``parent_rev="auto"`` overwrites the current head (if any);
-    an int or None is sent as is and a stale one is a ``conflict``."""
+    an int or None is sent as is and a stale one is a ``conflict``. *chunks*: the file's chunk
+    list when the caller just computed it (a sync client's scan), so the file is not read twice."""
     stats = stats or TransferStats()
     path = Path(local)
     before = path.stat()
-    refs = await asyncio.to_thread(chunk_file_pipelined, path)
+    refs = chunks if chunks is not None else await asyncio.to_thread(chunk_file_pipelined, path)
+    if sum(r.size for r in refs) != before.st_size:
+        raise SatchelError(ErrorCode.conflict, f"{path} changed since it was chunked; try again")
     if path.stat().st_mtime_ns != before.st_mtime_ns or path.stat().st_size != before.st_size:
         raise SatchelError(ErrorCode.conflict, f"{path} changed while it was being read; try again")
     stats.chunks_total = len(refs)
@@ -362,7 +365,11 @@ async def _fetch_direct(pool: ChunkHttp, out: _PartFile, chunk: dict[str, Any], 
 
 async def download_file(client: SatchelClient, remote: str, local: str | os.PathLike[str], *,
                         rev: int | None = None, progress: Callable[[int, int], Progress] | None = None,
-                        stats: TransferStats | None = None) -> dict[str, Any]:
+                        stats: TransferStats | None = None,
+                        replace_if: Callable[[Path], bool] | None = None) -> dict[str, Any]:
+    """Download *remote* (revision *rev*, default the head) to *local*. *replace_if* is asked
+    right before the finished part file is renamed over the target (a sync client checks there
+    that the local file was not edited meanwhile); False drops the download (``conflict``)."""
     stats = stats or TransferStats()
     meta = await client.stat(remote)
     if meta["kind"] != "file":
@@ -394,6 +401,9 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
         await out.settle()
         os.close(fd)
         await pool.aclose()
+    if replace_if is not None and not replace_if(target):
+        part.unlink(missing_ok=True)
+        raise SatchelError(ErrorCode.conflict, f"{target} changed during the download", path=remote)
     os.replace(part, target)
     with contextlib.suppress(OSError):
         dfd = os.open(target.parent, os.O_RDONLY)

@@ -179,8 +179,13 @@ async def move(svc: Services, who: Principal, src: object, dst: object) -> dict[
         return entry_json(node)
 
 
-async def delete(svc: Services, who: Principal, path: object) -> dict[str, Any]:
-    """Move a file or folder (with everything below it) to the trash; nothing is erased."""
+async def delete(svc: Services, who: Principal, path: object, rev: object = None) -> dict[str, Any]:
+    """Move a file or folder (with everything below it) to the trash; nothing is erased.
+
+    *rev* (optional) is a precondition for files: delete only if it is still the head, so a sync
+    client never trashes an edit it has not seen (``conflict`` otherwise, nothing changed)."""
+    if rev is not None and (not isinstance(rev, int) or isinstance(rev, bool) or rev < 0):
+        raise SatchelError(ErrorCode.bad_request, "'rev' must be an integer >= 0", field="rev")
     loc = locate(who, path)
     if loc.path == paths.ROOT:
         raise SatchelError(ErrorCode.bad_request, "the root folder cannot be deleted")
@@ -188,6 +193,9 @@ async def delete(svc: Services, who: Principal, path: object) -> dict[str, Any]:
         node = await get_node(s, loc.ns_id, loc.path)
         if node is None:
             raise SatchelError(ErrorCode.not_found, f"{loc.path} does not exist", path=loc.path)
+        if rev is not None and node.head_rev_id != rev:
+            raise SatchelError(ErrorCode.conflict, "the file changed since the revision you saw",
+                               path=loc.path, head_rev=node.head_rev_id, parent_rev=rev)
         now = now_ms()
         if node.kind == "dir":
             await s.execute(

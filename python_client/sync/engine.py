@@ -1,0 +1,104 @@
+"""One reconciliation round (pull the journal, scan the disk, plan, execute) and the loop that
+repeats rounds until nothing is left to do. Conflicts settle over two rounds: the first renames the
+local bytes aside, the next uploads them and downloads the server's version."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from python_client.api import SatchelClient
+from python_client.sync.executor import Executor, Outcome
+from python_client.sync.ignore import Ignore
+from python_client.sync.model import DIR, Action, RemoteNode, SyncedNode
+from python_client.sync.planner import plan
+from python_client.sync.remote import pull
+from python_client.sync.scanner import Scan, scan
+from python_client.sync.state import State, state_dir
+from server.core import paths
+
+log = logging.getLogger(__name__)
+
+
+class FolderInUse(Exception):
+    pass
+
+
+@dataclass
+class Round:
+    pulled: int = 0
+    actions: list[Action] = field(default_factory=list)
+    outcome: Outcome = field(default_factory=Outcome)
+    busy: set[str] = field(default_factory=set)
+
+
+def views(state: State, root: Path, excludes: Iterable[str], settle: float
+          ) -> tuple[Scan, dict[str, RemoteNode], dict[str, SyncedNode], set[str]]:
+    """The scan, the remote and synced trees without ignored paths, and the paths to skip."""
+    ignore = Ignore(root, excludes)
+    remote = {p: n for p, n in state.remote.items() if not ignore(p, n.kind == DIR)}
+    synced = {p: n for p, n in state.synced.items() if not ignore(p, n.kind == DIR)}
+    found = scan(root, synced, ignore, settle=settle)
+    now = time.time()
+    skip = set(found.busy)
+    skip |= {p for p, b in state.blocked.items() if b.holds(found.local.get(p), now)}
+    for bad in found.unreadable:
+        skip |= {p for p in (*remote, *synced) if paths.is_within(p, bad)}
+    return found, remote, synced, skip
+
+
+class Engine:
+    def __init__(self, client: SatchelClient, root: Path, *, device: str, excludes: Iterable[str] = (),
+                 settle: float = 0.0, on_action: Callable[[Action], None] | None = None) -> None:
+        self.client, self.root, self.device = client, root, device
+        self.excludes, self.settle = list(excludes), settle
+        root.mkdir(parents=True, exist_ok=True)
+        state_dir(root).mkdir(exist_ok=True)
+        self._lock = os.open(state_dir(root) / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock)
+            raise FolderInUse(f"{root} is already being synced by another satchel process") from None
+        self.state = State(root)
+        self.executor = Executor(client, self.state, root, on_action)
+
+    def close(self) -> None:
+        self.state.close()
+        os.close(self._lock)
+
+    def bind(self, server: str, user: str) -> None:
+        """A folder syncs with one account: refuse to mix two into it."""
+        bound = self.state.get("account")
+        if bound is None:
+            self.state.set("account", {"server": server, "user": user})
+            self.state.commit()
+        elif bound != {"server": server, "user": user}:
+            raise FolderInUse(f"{self.root} syncs with {bound['user']} on {bound['server']}")
+
+    async def round(self) -> Round:
+        r = Round()
+        r.pulled = await pull(self.client, self.state)
+        found, remote, synced, skip = await asyncio.to_thread(views, self.state, self.root, self.excludes, self.settle)
+        r.busy = found.busy
+        r.actions = plan(remote, found.local, synced, device=self.device, day=time.strftime("%Y-%m-%d"),
+                         skip=skip)
+        if r.actions:
+            log.info("round: %d actions", len(r.actions))
+        r.outcome = await self.executor.run(r.actions, found)
+        return r
+
+    async def until_quiet(self, max_rounds: int = 50) -> int:
+        """Rounds until one finds nothing to do (busy files aside); returns how many ran."""
+        for n in range(1, max_rounds + 1):
+            r = await self.round()
+            if not r.actions or (r.outcome.done == 0 and r.outcome.replan == 0):
+                return n
+        log.warning("still not quiet after %d rounds", max_rounds)
+        return max_rounds

@@ -1,0 +1,222 @@
+"""Runs the planner's actions against the disk and the server, recording each success in the state.
+
+Data safety: a download lands in a part file that replaces the target only if the target still is
+what the plan saw; a local delete moves the file into ``.satchel/trash``; a server delete names
+the revision it saw (``rev``), so an edit it has not seen is never trashed. A refusal that the next
+round will see through (``conflict``, a path taken or gone meanwhile) just leaves the path for it;
+a refusal that retrying will not fix (quota, permission, invalid name, unknown) blocks the path
+(shown by ``satchel status``, retried later with backoff); network failures end the round.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from python_client.api import SatchelClient
+from python_client.sync.model import DIR, FILE, Action, LocalNode, Op, SyncedNode
+from python_client.sync.scanner import Scan, local_path
+from python_client.sync.state import State, state_dir
+from python_client.transfer import TransferStats, download_file, upload_file
+from server.core import paths
+from server.core.errors import ErrorCode, SatchelError
+
+log = logging.getLogger(__name__)
+
+# The server or the disk moved on since the plan: the next round (after a pull and a scan) decides again.
+REPLAN = {ErrorCode.conflict, ErrorCode.not_found, ErrorCode.path_exists, ErrorCode.not_a_directory,
+          ErrorCode.is_a_directory, ErrorCode.missing_chunks, ErrorCode.upload_expired,
+          ErrorCode.upload_committed, ErrorCode.url_expired, ErrorCode.hash_mismatch,
+          ErrorCode.size_mismatch, ErrorCode.too_many_requests}
+# Worth retrying soon: the round ends and the daemon backs off.
+TRANSIENT = {ErrorCode.unavailable}
+
+
+class Stale(Exception):
+    """The disk changed under the plan: leave the path for the next round."""
+
+
+@dataclass
+class Outcome:
+    done: int = 0
+    replan: int = 0
+    blocked: int = 0
+    stats: TransferStats = field(default_factory=TransferStats)
+
+
+def _stat(root: Path, path: str) -> os.stat_result | None:
+    try:
+        return os.stat(local_path(root, path), follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _still(root: Path, path: str, ln: LocalNode | None) -> bool:
+    """Is the disk at *path* still what the scan saw (``None``: nothing)?"""
+    st = _stat(root, path)
+    if ln is None or st is None:
+        return ln is None and st is None
+    if ln.kind == DIR:
+        return st.st_ino == ln.inode
+    return (st.st_size, st.st_mtime_ns, st.st_ino) == (ln.size, ln.mtime_ns, ln.inode)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Executor:
+    def __init__(self, client: SatchelClient, state: State, root: Path,
+                 on_action: Callable[[Action], None] | None = None) -> None:
+        self.client, self.state, self.root = client, state, root
+        self.on_action = on_action
+
+    async def run(self, actions: list[Action], scan: Scan) -> Outcome:
+        out = Outcome()
+        failed: list[str] = []  # paths whose delete failed: their folders must stay
+        for a in actions:
+            if a.op is Op.delete_remote and any(paths.is_within(f, a.path) for f in failed):
+                continue
+            try:
+                await self._one(a, scan, out.stats)
+                self.state.unblock(a.path)
+                out.done += 1
+                if self.on_action:
+                    self.on_action(a)
+            except Stale:
+                out.replan += 1
+                failed.append(a.path)
+            except SatchelError as exc:
+                if exc.code in TRANSIENT:
+                    raise
+                failed.append(a.path)
+                if exc.code in REPLAN:
+                    log.info("%s: %s (%s); next round decides again", a, exc.message, exc.code.value)
+                    out.replan += 1
+                else:
+                    log.warning("%s refused: %s [%s]", a, exc.message, exc.code.value)
+                    self.state.block(a.path, exc.code.value, exc.message, a.local)
+                    out.blocked += 1
+            except PermissionError as exc:
+                failed.append(a.path)
+                log.warning("%s: %s", a, exc)
+                self.state.block(a.path, "permission_denied", str(exc), a.local)
+                out.blocked += 1
+            self.state.commit()
+        return out
+
+    async def _one(self, a: Action, scan: Scan, stats: TransferStats) -> None:
+        log.debug("%s", a)
+        handler = getattr(self, "_" + a.op.name)
+        await handler(a, scan, stats)
+
+    def _path(self, path: str) -> Path:
+        return local_path(self.root, path)
+
+    def _rename(self, src: str, dst: str) -> None:
+        target = self._path(dst)
+        if target.exists() or target.is_symlink():
+            raise Stale()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(self._path(src), target)
+        _fsync_dir(target.parent)
+
+    # -- handlers (one per Op)
+    async def _conflict_rename(self, a: Action, scan: Scan, stats: TransferStats) -> None:
+        if not _still(self.root, a.path, a.local):
+            raise Stale()
+        assert a.dest
+        log.warning("conflict at %s: keeping this device's version as %s", a.path, a.dest)
+        self._rename(a.path, a.dest)
+
+    async def _move_local(self, a: Action, scan: Scan, stats: TransferStats) -> None:
+        assert a.dest
+        self._rename(a.path, a.dest)
+        self.state.move_synced(a.path, a.dest)
+
+    async def _move_remote(self, a: Action, scan: Scan, stats: TransferStats) -> None:
+        assert a.dest
+        await self.client.move(a.path, a.dest)
+        self.state.move_synced(a.path, a.dest)
+
+    async def _mkdir_local(self, a: Action, scan: Scan, stats: TransferStats) -> None:
+        assert a.remote
+        target = self._path(a.path)
+        st = _stat(self.root, a.path)
+        if st is not None and not os.path.isdir(target):
+            raise Stale()
+        target.mkdir(parents=True, exist_ok=True)
+        self.state.put_synced(a.path, SyncedNode(DIR, a.remote.node_id, inode=os.stat(target).st_ino))
+
+    async def _mkdir_remote(self, a: Action, scan: Scan, stats: TransferStats) -> None:
+        assert a.local
+        entry = await self.client.mkdir(a.path)
+        self.state.put_synced(a.path, SyncedNode(DIR, int(entry["id"]), inode=a.local.inode))
+
+    async def _upload(self, a: Action, scan: Scan, stats: TransferStats) -> None:
+        ln = a.local
+        assert ln is not None
+        if not _still(self.root, a.path, ln):
+            raise Stale()
+        entry = await upload_file(self.client, self._path(a.path), a.path, parent_rev=a.rev, stats=stats,
+                                  chunks=scan.chunks.get(a.path))
+        self.state.put_synced(a.path, SyncedNode(FILE, int(entry["id"]), int(entry["rev"]), ln.size, ln.mtime_ns,
+                                                 ln.inode, entry["content_hash"]))
+
+    async def _download(self, a: Action, scan: Scan, stats: TransferStats) -> None:
+        rn = a.remote
+        assert rn is not None
+        if not _still(self.root, a.path, a.local):
+            raise Stale()
+        target = self._path(a.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        meta = await download_file(self.client, a.path, target, rev=rn.rev, stats=stats,
+                                   replace_if=lambda _t: _still(self.root, a.path, a.local))
+        st = os.stat(target)
+        self.state.put_synced(a.path, SyncedNode(FILE, rn.node_id, int(meta["rev"]), st.st_size, st.st_mtime_ns,
+                                                 st.st_ino, rn.content_hash))
+
+    async def _delete_remote(self, a: Action, scan: Scan, stats: TransferStats) -> None:
+        try:
+            await self.client.delete(a.path, rev=a.rev)
+        except SatchelError as exc:
+            if exc.code is not ErrorCode.not_found:
+                raise
+        self.state.drop_synced(a.path)
+
+    async def _trash_local(self, a: Action, scan: Scan, stats: TransferStats) -> None:
+        if a.local is not None and a.local.kind == FILE and not _still(self.root, a.path, a.local):
+            raise Stale()
+        if _stat(self.root, a.path) is not None:
+            bin_ = state_dir(self.root) / "trash" / time.strftime("%Y-%m-%d") / a.path.lstrip("/")
+            n = 1
+            while bin_.exists():
+                n += 1
+                bin_ = bin_.with_name(f"{paths.name(a.path)}.{n}")
+            bin_.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(self._path(a.path), bin_)
+            log.info("deleted on the server: moved %s to %s", a.path, bin_)
+        self.state.drop_synced(a.path)
+
+    async def _record(self, a: Action, scan: Scan, stats: TransferStats) -> None:
+        rn, ln = a.remote, a.local
+        assert rn is not None and ln is not None
+        if rn.kind == DIR:
+            self.state.put_synced(a.path, SyncedNode(DIR, rn.node_id, inode=ln.inode))
+        else:
+            self.state.put_synced(a.path, SyncedNode(FILE, rn.node_id, rn.rev, ln.size, ln.mtime_ns, ln.inode,
+                                                     rn.content_hash))
+
+    async def _forget(self, a: Action, scan: Scan, stats: TransferStats) -> None:
+        self.state.drop_synced(a.path)
