@@ -50,3 +50,116 @@ async def test_create_modify_delete(devs: list[Dev]) -> None:
     tree = await converge(devs)
     assert tree["/hello.txt"] == b"hello, world" and "/empty" not in tree
     assert list((a.root / ".satchel" / "trash").rglob("empty")), "a server delete keeps a local copy in the trash"
+
+
+async def _node_id(dev: Dev, path: str) -> int:
+    return int((await dev.client.stat(path))["id"])
+
+
+async def test_renames_and_moves_are_sent_as_moves(devs: list[Dev]) -> None:
+    a, b, _ = devs
+    a.write("docs/report.txt", b"r" * 5000)
+    a.write("docs/sub/notes.md", b"notes")
+    a.write("photo.jpg", secrets.token_bytes(300_000))
+    await converge(devs)
+    ids = {p: await _node_id(a, p) for p in ("/docs", "/docs/report.txt", "/photo.jpg")}
+    (a.root / "docs").rename(a.root / "papers")                 # folder rename
+    (a.root / "photo.jpg").rename(a.root / "papers/sub/p.jpg")  # move across folders
+    tree = await converge(devs)
+    assert "/docs" not in tree and tree["/papers/sub/p.jpg"] is not None
+    assert await _node_id(a, "/papers") == ids["/docs"]
+    assert await _node_id(a, "/papers/report.txt") == ids["/docs/report.txt"]
+    assert await _node_id(a, "/papers/sub/p.jpg") == ids["/photo.jpg"]
+    # the other device renamed on disk (same inode), not a fresh download
+    (b.root / "papers" / "sub").rename(b.root / "sub2")
+    await converge(devs)
+    assert await _node_id(b, "/sub2/p.jpg") == ids["/photo.jpg"]
+
+
+async def test_mkdir_rmdir_trees(devs: list[Dev]) -> None:
+    a, b, c = devs
+    for i in range(30):
+        a.write(f"t/{i % 3}/{i}.txt", str(i).encode())
+    (a.root / "t" / "empty" / "dir").mkdir(parents=True)
+    tree = await converge(devs)
+    assert "/t/empty/dir" in tree and len([k for k in tree if k.endswith(".txt")]) == 30
+    import shutil
+
+    shutil.rmtree(b.root / "t")
+    tree = await converge(devs)
+    assert not any(k.startswith("/t") for k in tree)
+    assert (c.root / ".satchel" / "trash").exists()
+
+
+async def test_edit_edit_conflict_keeps_both(devs: list[Dev]) -> None:
+    a, b, _ = devs
+    a.write("plan.txt", b"v0")
+    await converge(devs)
+    a.write("plan.txt", b"laptop's edit")
+    b.write("plan.txt", b"desktop's edit, longer")
+    await a.sync()
+    await b.sync()
+    tree = await converge(devs)
+    copies = {k: v for k, v in tree.items() if "conflicted copy" in k}
+    assert tree["/plan.txt"] == b"laptop's edit"
+    assert list(copies.values()) == [b"desktop's edit, longer"]
+    (name,) = copies
+    assert name.startswith("/plan (conflicted copy, desktop, ") and name.endswith(").txt")
+
+
+async def test_both_create_same_name(devs: list[Dev]) -> None:
+    a, b, _ = devs
+    a.write("new.txt", b"A")
+    b.write("new.txt", b"B")
+    b.write("same.txt", b"same")
+    a.write("same.txt", b"same")
+    await a.sync()
+    await b.sync()
+    tree = await converge(devs)
+    assert sorted(v for k, v in tree.items() if k.startswith("/new")) == [b"A", b"B"]  # type: ignore[type-var]
+    assert not any("same (conflicted" in k for k in tree), "identical content is no conflict"
+
+
+async def test_edit_wins_over_delete_both_ways(devs: list[Dev]) -> None:
+    a, b, _ = devs
+    a.write("x.txt", b"x0")
+    a.write("y.txt", b"y0")
+    await converge(devs)
+    a.write("x.txt", b"x edited on laptop")   # laptop edits x, desktop deletes it
+    (b.root / "x.txt").unlink()
+    (a.root / "y.txt").unlink()                # laptop deletes y, desktop edits it
+    b.write("y.txt", b"y edited on desktop")
+    await b.sync()
+    await a.sync()
+    tree = await converge(devs)
+    assert tree["/x.txt"] == b"x edited on laptop"
+    assert tree["/y.txt"] == b"y edited on desktop"
+
+
+async def test_remote_rename_of_locally_edited_file(devs: list[Dev]) -> None:
+    a, b, _ = devs
+    a.write("draft.txt", b"draft")
+    await converge(devs)
+    (a.root / "draft.txt").rename(a.root / "final.txt")
+    await a.sync()
+    b.write("draft.txt", b"desktop kept typing")
+    await b.sync()
+    tree = await converge(devs)
+    assert tree["/final.txt"] == b"draft"
+    assert [v for k, v in tree.items() if "conflicted copy" in k] == [b"desktop kept typing"]
+    assert "/draft.txt" not in tree
+
+
+async def test_folder_deleted_while_other_adds_inside(devs: list[Dev]) -> None:
+    a, b, _ = devs
+    a.write("shared/old.txt", b"old")
+    await converge(devs)
+    import shutil
+
+    shutil.rmtree(a.root / "shared")
+    b.write("shared/new.txt", b"new work")
+    await b.sync()
+    await a.sync()
+    tree = await converge(devs)
+    assert tree.get("/shared/new.txt") == b"new work", "new work inside a deleted folder survives"
+    assert "/shared/old.txt" not in tree

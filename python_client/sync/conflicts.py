@@ -21,7 +21,10 @@ def conflicted_name(path: str, device: str, day: str, taken: Container[str]) -> 
     device = _UNSAFE.sub("_", device)[:64] or "device"
     for n in range(1, 10_000):
         suffix = "" if n == 1 else f" {n}"
-        candidate = paths.join(parent, f"{stem} (conflicted copy, {device}, {day}{suffix}){ext}")
+        tail = f" (conflicted copy, {device}, {day}{suffix}){ext}"
+        room = paths.MAX_SEGMENT_BYTES - len(tail.encode())
+        short = stem.encode()[:room].decode(errors="ignore")  # a name stays within 255 bytes
+        candidate = paths.join(parent, short + tail)
         if candidate not in taken:
             return candidate
     raise RuntimeError(f"no free conflicted-copy name for {path}")  # 10,000 conflicts in one day

@@ -139,6 +139,8 @@ class Executor:
         assert a.dest
         log.warning("conflict at %s: keeping this device's version as %s", a.path, a.dest)
         self._rename(a.path, a.dest)
+        # Not a rename to send: the copy is uploaded as a new file, the original path downloaded.
+        self.state.drop_synced(a.path)
 
     async def _move_local(self, a: Action, scan: Scan, stats: TransferStats) -> None:
         assert a.dest
