@@ -54,10 +54,11 @@ def views(state: State, root: Path, excludes: Iterable[str], settle: float
 
 
 class Engine:
-    def __init__(self, client: SatchelClient, root: Path, *, device: str, excludes: Iterable[str] = (),
+    def __init__(self, client: SatchelClient, root: Path, *, device: str, excludes: Iterable[str] | None = None,
                  settle: float = 0.0, on_action: Callable[[Action], None] | None = None) -> None:
-        self.client, self.root, self.device = client, root, device
-        self.excludes, self.settle = list(excludes), settle
+        """*excludes*: folders this device does not sync (selective sync); None keeps the
+        folder's stored list."""
+        self.client, self.root, self.device, self.settle = client, root, device, settle
         root.mkdir(parents=True, exist_ok=True)
         state_dir(root).mkdir(exist_ok=True)
         self._lock = os.open(state_dir(root) / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -67,6 +68,10 @@ class Engine:
             os.close(self._lock)
             raise FolderInUse(f"{root} is already being synced by another satchel process") from None
         self.state = State(root)
+        if excludes is not None:
+            self.state.set("excludes", [paths.normalize(e) for e in excludes])
+            self.state.commit()
+        self.excludes: list[str] = self.state.get("excludes") or []
         self.executor = Executor(client, self.state, root, on_action)
 
     def close(self) -> None:

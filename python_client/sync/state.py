@@ -52,12 +52,15 @@ def state_dir(root: Path) -> Path:
 
 
 class State:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, db: sqlite3.Connection | None = None) -> None:
         self.root = root
-        folder = state_dir(root)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(folder / "state.db", isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        if db is None:
+            folder = state_dir(root)
+            folder.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(folder / "state.db", isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, consistent always
+        self.db = db
         self.db.executescript(SCHEMA)
         self.db.execute("BEGIN")
         self.remote: dict[str, RemoteNode] = {
@@ -66,6 +69,21 @@ class State:
             r[0]: SyncedNode(*r[1:]) for r in self.db.execute("SELECT * FROM synced")}
         self.blocked: dict[str, Blocked] = {
             r[0]: Blocked(*r[1:]) for r in self.db.execute("SELECT * FROM blocked")}
+
+    @classmethod
+    def snapshot(cls, root: Path) -> State:
+        """An in-memory copy of the folder's state (for ``satchel status`` while a daemon runs:
+        it may pull and plan on the copy without touching the daemon's database)."""
+        path = state_dir(root) / "state.db"
+        if not path.exists():
+            raise FileNotFoundError(f"{root} is not a synced folder (no {path})")
+        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        mem = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        try:
+            src.backup(mem)
+        finally:
+            src.close()
+        return cls(root, mem)
 
     def close(self) -> None:
         self.commit()
