@@ -176,7 +176,7 @@ def test_client_killed_mid_download_never_leaves_a_half_file(pair: tuple[SyncDev
     target = b.folder / "big.bin"
     assert not target.exists() or target.stat().st_size in (22, 120 * 1024 * 1024)
     b.start()
-    wait_for(lambda: (b.folder / "big.bin").stat().st_size == 120 * 1024 * 1024
+    wait_for(lambda: target.exists() and target.stat().st_size == 120 * 1024 * 1024
              and not any(b.folder.glob("*.satchel-part")), timeout=60, what="resume")
     b.stop()
     assert (b.folder / "big.bin").read_bytes() == (a.folder / "big.bin").read_bytes()
