@@ -163,3 +163,43 @@ async def test_folder_deleted_while_other_adds_inside(devs: list[Dev]) -> None:
     tree = await converge(devs)
     assert tree.get("/shared/new.txt") == b"new work", "new work inside a deleted folder survives"
     assert "/shared/old.txt" not in tree
+
+
+async def test_ignore_rules_symlinks_and_selective_sync(devs: list[Dev], sync_server: ServerProcess,
+                                                        tmp_path: Path) -> None:
+    a, b, c = devs
+    a.write(".satchelignore", b"build/\n*.log\n")
+    a.write("build/out.o", b"object")
+    a.write("run.log", b"log")
+    a.write("notes.txt.swp", b"swap")
+    a.write(".DS_Store", b"finder")
+    a.write("keep.txt", b"keep")
+    a.write("Photos/big.jpg", b"jpeg")
+    (a.root / "link").symlink_to(a.root / "keep.txt")
+    await a.sync()
+    tree = await server_tree(a.client)
+    assert set(tree) == {"/.satchelignore", "/keep.txt", "/Photos", "/Photos/big.jpg"}
+    # selective sync: this device leaves /Photos on the server
+    c.engine.close()
+    from python_client.sync.engine import Engine
+
+    c.engine = Engine(c.client, c.root, device="tablet", excludes=["/Photos"])
+    await c.sync()
+    assert not (c.root / "Photos").exists() and (c.root / "keep.txt").read_bytes() == b"keep"
+    c.write("Photos/local-only.jpg", b"stays here")
+    await c.sync()
+    assert "/Photos/local-only.jpg" not in await server_tree(a.client)
+    await b.sync()
+    assert (b.root / "Photos" / "big.jpg").read_bytes() == b"jpeg"
+
+
+async def test_invalid_names_are_reported_not_fatal(devs: list[Dev]) -> None:
+    from python_client.sync.status import NOT_SYNCED, folder_status
+
+    a = devs[0]
+    a.write("ok.txt", b"fine")
+    a.write("back\\slash.txt", b"a name other systems refuse")
+    await a.sync()
+    assert set(await server_tree(a.client)) == {"/ok.txt"}
+    st = await folder_status(a.client, a.root)
+    assert {p.path: p.state for p in st.paths}["/back\\slash.txt"] == NOT_SYNCED

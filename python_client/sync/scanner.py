@@ -68,7 +68,7 @@ def scan(root: Path, synced: dict[str, SyncedNode], ignore: Ignore, *, settle: f
             out.unreadable.add(folder)
             continue
         for entry in entries:
-            path = paths.join(folder, entry.name)
+            path = folder.rstrip("/") + "/" + entry.name  # not paths.join: that refuses bad names
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
