@@ -20,7 +20,7 @@ import os
 import queue
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,18 +235,21 @@ async def _all_chunks(client: SatchelClient, file_id: int, rev: int | None) -> d
 
 
 def _reuse_local(fd: int, chunks: list[dict[str, Any]], part_existed: bool, target: Path,
-                 stats: TransferStats) -> list[dict[str, Any]]:
-    """Fill the part file from bytes already on disk; return the chunks still to fetch."""
+                 stats: TransferStats, sources: Sequence[Path] = ()) -> list[dict[str, Any]]:
+    """Fill the part file from bytes already on disk (the part file, the target's old version,
+    then *sources*: other local files that may share chunks); return the chunks still to fetch."""
     needed = []
     for c in chunks:
         if part_existed and hash_bytes(os.pread(fd, c["size"], c["offset"])).hex() == c["hash"]:
             stats.bytes_reused += c["size"]
         else:
             needed.append(c)
-    if needed and target.is_file():
-        old = {r.digest.hex(): r for r in chunk_file(target)}
+    for source in (target, *sources):
+        if not needed or not source.is_file():
+            continue
+        old = {r.digest.hex(): r for r in chunk_file(source)}
         still = []
-        with open(target, "rb", buffering=0) as src:
+        with open(source, "rb", buffering=0) as src:
             for c in needed:
                 ref = old.get(c["hash"])
                 data = os.pread(src.fileno(), c["size"], ref.offset) if ref else b""
@@ -366,10 +369,12 @@ async def _fetch_direct(pool: ChunkHttp, out: _PartFile, chunk: dict[str, Any], 
 async def download_file(client: SatchelClient, remote: str, local: str | os.PathLike[str], *,
                         rev: int | None = None, progress: Callable[[int, int], Progress] | None = None,
                         stats: TransferStats | None = None,
-                        replace_if: Callable[[Path], bool] | None = None) -> dict[str, Any]:
+                        replace_if: Callable[[Path], bool] | None = None,
+                        sources: list[Path] | None = None) -> dict[str, Any]:
     """Download *remote* (revision *rev*, default the head) to *local*. *replace_if* is asked
     right before the finished part file is renamed over the target (a sync client checks there
-    that the local file was not edited meanwhile); False drops the download (``conflict``)."""
+    that the local file was not edited meanwhile); False drops the download (``conflict``).
+    *sources*: other local files whose chunks may be reused (e.g. a local copy of the content)."""
     stats = stats or TransferStats()
     meta = await client.stat(remote)
     if meta["kind"] != "file":
@@ -387,7 +392,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     out = _PartFile(fd)
     try:
         os.ftruncate(fd, listing["size"])
-        needed = await asyncio.to_thread(_reuse_local, fd, chunks, part_existed, target, stats)
+        needed = await asyncio.to_thread(_reuse_local, fd, chunks, part_existed, target, stats, sources or [])
         advance = progress(sum(c["size"] for c in needed), len(needed)) if progress else None
         server_hosted = all(c["url"].startswith(client.server) for c in needed[:1])
         if server_hosted:

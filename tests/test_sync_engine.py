@@ -203,3 +203,28 @@ async def test_invalid_names_are_reported_not_fatal(devs: list[Dev]) -> None:
     assert set(await server_tree(a.client)) == {"/ok.txt"}
     st = await folder_status(a.client, a.root)
     assert {p.path: p.state for p in st.paths}["/back\\slash.txt"] == NOT_SYNCED
+
+
+async def test_delta_upload_and_download_reuse(devs: list[Dev]) -> None:
+    from tests.conftest import random_file
+
+    a, b, _ = devs
+    big = random_file(a.root / "big.bin", 8 * 1024 * 1024, seed=7)
+    await a.sync()
+    await b.sync()
+    data = bytearray(big.read_bytes())
+    data[4_000_000:4_000_000] = b"!"  # one byte inserted in the middle
+    big.write_bytes(bytes(data))
+    before_a, before_b = a.engine.executor.totals.bytes_sent, b.engine.executor.totals.bytes_received
+    await a.sync()
+    sent = a.engine.executor.totals.bytes_sent - before_a
+    assert 0 < sent < 400_000, f"a 1-byte insert sent {sent} bytes"
+    await b.sync()
+    assert b.read("big.bin") == bytes(data)
+    assert b.engine.executor.totals.bytes_received - before_b < 400_000
+    # a copy made on another device arrives as a local copy, not a transfer
+    b.write("copy.bin", bytes(data))
+    await b.sync()
+    before = a.engine.executor.totals.bytes_received
+    await a.sync()
+    assert a.engine.executor.totals.bytes_received == before and a.read("copy.bin") == bytes(data)

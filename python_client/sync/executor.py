@@ -81,9 +81,11 @@ class Executor:
                  on_action: Callable[[Action], None] | None = None) -> None:
         self.client, self.state, self.root = client, state, root
         self.on_action = on_action
+        self.totals = TransferStats()  # bytes sent, received and reused since start
 
     async def run(self, actions: list[Action], scan: Scan) -> Outcome:
         out = Outcome()
+        self._by_hash: dict[str, str] | None = None
         failed: list[str] = []  # paths whose delete failed: their folders must stay
         for a in actions:
             if a.op is Op.delete_remote and any(paths.is_within(f, a.path) for f in failed):
@@ -114,6 +116,8 @@ class Executor:
                 self.state.block(a.path, "permission_denied", str(exc), a.local)
                 out.blocked += 1
             self.state.commit()
+        for name in ("bytes_sent", "bytes_received", "bytes_reused"):
+            setattr(self.totals, name, getattr(self.totals, name) + getattr(out.stats, name))
         return out
 
     async def _one(self, a: Action, scan: Scan, stats: TransferStats) -> None:
@@ -184,10 +188,23 @@ class Executor:
         target = self._path(a.path)
         target.parent.mkdir(parents=True, exist_ok=True)
         meta = await download_file(self.client, a.path, target, rev=rn.rev, stats=stats,
-                                   replace_if=lambda _t: _still(self.root, a.path, a.local))
+                                   replace_if=lambda _t: _still(self.root, a.path, a.local),
+                                   sources=self._same_content(a.path, rn.content_hash, scan))
         st = os.stat(target)
         self.state.put_synced(a.path, SyncedNode(FILE, rn.node_id, int(meta["rev"]), st.st_size, st.st_mtime_ns,
                                                  st.st_ino, rn.content_hash))
+
+    def _same_content(self, path: str, digest: str | None, scan: Scan) -> list[Path]:
+        """Local files that held *digest* when last synced and still do: a download of a copy
+        (or of a file moved where moves are not seen) is then a local copy, not a transfer."""
+        if self._by_hash is None:  # built once per round, on the first download
+            self._by_hash = {}
+            for p, sn in self.state.synced.items():
+                ln = scan.local.get(p)
+                if sn.content_hash and ln is not None and ln.same_stat(sn):
+                    self._by_hash.setdefault(sn.content_hash, p)
+        found = self._by_hash.get(digest or "")
+        return [self._path(found)] if found is not None and found != path else []
 
     async def _delete_remote(self, a: Action, scan: Scan, stats: TransferStats) -> None:
         try:
