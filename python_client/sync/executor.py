@@ -10,6 +10,7 @@ a refusal that retrying will not fix (quota, permission, invalid name, unknown) 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -34,6 +35,7 @@ REPLAN = {ErrorCode.conflict, ErrorCode.not_found, ErrorCode.path_exists, ErrorC
           ErrorCode.size_mismatch, ErrorCode.too_many_requests}
 # Worth retrying soon: the round ends and the daemon backs off.
 TRANSIENT = {ErrorCode.unavailable}
+TRANSFERS = 8  # uploads or downloads in flight at once
 
 
 class Stale(Exception):
@@ -84,41 +86,64 @@ class Executor:
         self.totals = TransferStats()  # bytes sent, received and reused since start
 
     async def run(self, actions: list[Action], scan: Scan) -> Outcome:
+        """Run *actions* in order; consecutive transfers (uploads, then downloads) run
+        ``TRANSFERS`` at a time: many small files are bound by round trips, not bandwidth."""
         out = Outcome()
         self._by_hash: dict[str, str] | None = None
-        failed: list[str] = []  # paths whose delete failed: their folders must stay
-        for a in actions:
-            if a.op is Op.delete_remote and any(paths.is_within(f, a.path) for f in failed):
+        failed: list[str] = []  # paths whose action failed: their folders must stay
+        gate = asyncio.Semaphore(TRANSFERS)
+
+        async def gated(b: Action) -> None:
+            async with gate:
+                await self._guarded(b, scan, out, failed)
+
+        i = 0
+        while i < len(actions):
+            a = actions[i]
+            if a.op in (Op.upload, Op.download):
+                j = i
+                while j < len(actions) and actions[j].op is a.op:
+                    j += 1
+                async with asyncio.TaskGroup() as tg:
+                    for b in actions[i:j]:
+                        tg.create_task(gated(b))
+                i = j
                 continue
-            try:
-                await self._one(a, scan, out.stats)
-                self.state.unblock(a.path)
-                out.done += 1
-                if self.on_action:
-                    self.on_action(a)
-            except Stale:
-                out.replan += 1
-                failed.append(a.path)
-            except SatchelError as exc:
-                if exc.code in TRANSIENT:
-                    raise
-                failed.append(a.path)
-                if exc.code in REPLAN:
-                    log.info("%s: %s (%s); next round decides again", a, exc.message, exc.code.value)
-                    out.replan += 1
-                else:
-                    log.warning("%s refused: %s [%s]", a, exc.message, exc.code.value)
-                    self.state.block(a.path, exc.code.value, exc.message, a.local)
-                    out.blocked += 1
-            except PermissionError as exc:
-                failed.append(a.path)
-                log.warning("%s: %s", a, exc)
-                self.state.block(a.path, "permission_denied", str(exc), a.local)
-                out.blocked += 1
-            self.state.commit()
+            if not (a.op is Op.delete_remote and any(paths.is_within(f, a.path) for f in failed)):
+                await self._guarded(a, scan, out, failed)
+            i += 1
         for name in ("bytes_sent", "bytes_received", "bytes_reused"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(out.stats, name))
         return out
+
+    async def _guarded(self, a: Action, scan: Scan, out: Outcome, failed: list[str]) -> None:
+        """One action, its outcome counted and committed; refusals sorted into replan or blocked."""
+        try:
+            await self._one(a, scan, out.stats)
+            self.state.unblock(a.path)
+            out.done += 1
+            if self.on_action:
+                self.on_action(a)
+        except Stale:
+            out.replan += 1
+            failed.append(a.path)
+        except SatchelError as exc:
+            if exc.code in TRANSIENT:
+                raise
+            failed.append(a.path)
+            if exc.code in REPLAN:
+                log.info("%s: %s (%s); next round decides again", a, exc.message, exc.code.value)
+                out.replan += 1
+            else:
+                log.warning("%s refused: %s [%s]", a, exc.message, exc.code.value)
+                self.state.block(a.path, exc.code.value, exc.message, a.local)
+                out.blocked += 1
+        except PermissionError as exc:
+            failed.append(a.path)
+            log.warning("%s: %s", a, exc)
+            self.state.block(a.path, "permission_denied", str(exc), a.local)
+            out.blocked += 1
+        self.state.commit()
 
     async def _one(self, a: Action, scan: Scan, stats: TransferStats) -> None:
         log.debug("%s", a)
@@ -175,8 +200,10 @@ class Executor:
         assert ln is not None
         if not _still(self.root, a.path, ln):
             raise Stale()
+        sent = stats.bytes_sent
         entry = await upload_file(self.client, self._path(a.path), a.path, parent_rev=a.rev, stats=stats,
                                   chunks=scan.chunks.get(a.path))
+        log.info("uploaded %s: %d bytes, %d sent", a.path, ln.size, stats.bytes_sent - sent)
         self.state.put_synced(a.path, SyncedNode(FILE, int(entry["id"]), int(entry["rev"]), ln.size, ln.mtime_ns,
                                                  ln.inode, entry["content_hash"]))
 
@@ -187,10 +214,13 @@ class Executor:
             raise Stale()
         target = self._path(a.path)
         target.parent.mkdir(parents=True, exist_ok=True)
+        got, reused = stats.bytes_received, stats.bytes_reused
         meta = await download_file(self.client, a.path, target, rev=rn.rev, stats=stats,
                                    replace_if=lambda _t: _still(self.root, a.path, a.local),
                                    sources=self._same_content(a.path, rn.content_hash, scan))
         st = os.stat(target)
+        log.info("downloaded %s: %d bytes, %d received, %d reused", a.path, st.st_size,
+                 stats.bytes_received - got, stats.bytes_reused - reused)
         self.state.put_synced(a.path, SyncedNode(FILE, rn.node_id, int(meta["rev"]), st.st_size, st.st_mtime_ns,
                                                  st.st_ino, rn.content_hash))
 
