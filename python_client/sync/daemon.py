@@ -27,6 +27,7 @@ RESCAN_EVERY = 60.0   # seconds between rounds when nothing rings (sleep/resume,
 DEBOUNCE = 0.05       # quiet time after a local event before a round
 DEBOUNCE_MAX = 2.0
 MAX_BACKOFF = 10.0
+REPLAN_PAUSE = 0.5
 
 
 class Daemon:
@@ -70,8 +71,11 @@ class Daemon:
                     log.warning("round failed: %s [%s]; retrying", exc.message, exc.code.value)
                     await self._wait(watcher, min(MAX_BACKOFF, 0.5 * 2**attempt) * (0.5 + random.random()))
                     continue
-                if r.actions and (r.outcome.done or r.outcome.replan):
+                if r.actions and r.outcome.done:
                     continue  # more may follow (conflicts settle in two rounds)
+                if r.actions and r.outcome.replan:
+                    await self._wait(watcher, REPLAN_PAUSE)  # the disk or server moved on: look again soon
+                    continue
                 await self._wait(watcher, self.settle if r.busy else RESCAN_EVERY)
         finally:
             bell.cancel()

@@ -36,6 +36,7 @@ REPLAN = {ErrorCode.conflict, ErrorCode.not_found, ErrorCode.path_exists, ErrorC
 # Worth retrying soon: the round ends and the daemon backs off.
 TRANSIENT = {ErrorCode.unavailable}
 TRANSFERS = 8  # uploads or downloads in flight at once
+MAX_STRIKES = 5  # the same path refused this many rounds in a row: blocked, not retried at once
 
 
 class Stale(Exception):
@@ -84,6 +85,7 @@ class Executor:
         self.client, self.state, self.root = client, state, root
         self.on_action = on_action
         self.totals = TransferStats()  # bytes sent, received and reused since start
+        self.strikes: dict[str, int] = {}  # consecutive "decide again" refusals per path
 
     async def run(self, actions: list[Action], scan: Scan) -> Outcome:
         """Run *actions* in order; consecutive transfers (uploads, then downloads) run
@@ -121,6 +123,7 @@ class Executor:
         try:
             await self._one(a, scan, out.stats)
             self.state.unblock(a.path)
+            self.strikes.pop(a.path, None)
             out.done += 1
             if self.on_action:
                 self.on_action(a)
@@ -131,10 +134,11 @@ class Executor:
             if exc.code in TRANSIENT:
                 raise
             failed.append(a.path)
-            if exc.code in REPLAN:
+            strikes = self.strikes[a.path] = self.strikes.get(a.path, 0) + 1
+            if exc.code in REPLAN and strikes < MAX_STRIKES:
                 log.info("%s: %s (%s); next round decides again", a, exc.message, exc.code.value)
                 out.replan += 1
-            else:
+            else:  # refused for good, or the same refusal round after round: stop trying for a while
                 log.warning("%s refused: %s [%s]", a, exc.message, exc.code.value)
                 self.state.block(a.path, exc.code.value, exc.message, a.local)
                 out.blocked += 1
