@@ -143,7 +143,8 @@ def main() -> None:
     rsyncd = RsyncDaemon(work).start()
     a, b = Device(work, "A"), Device(work, "B")
     user = "bench" + secrets.token_hex(3)
-    results: dict[str, Any] = {"machine": machine_facts(work), "size": size, "files": args.files}
+    results: dict[str, Any] = {"machine": machine_facts(work), "size": size, "files": args.files,
+                               "loadavg_before": os.getloadavg()}  # other helpers share these 2 cores
     try:
         a.cli("signup", server.url, user, "--password-stdin", stdin=PASSWORD + "\n")
         for d in (a, b):
@@ -201,6 +202,7 @@ def main() -> None:
           f"rsync push {sm['rsync']['seconds']:.2f} s")
     print(f"{args.size_mib} MiB new file A->B: satchel {bg['satchel_seconds']:.2f} s; "
           f"rsync push {bg['rsync']['seconds']:.2f} s")
+    results["loadavg_after"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
