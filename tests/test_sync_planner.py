@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +178,23 @@ def test_conflicted_names() -> None:
     assert conflicted_name("/.bashrc", "a/b", DAY, ()) == "/.bashrc (conflicted copy, a_b, 2026-11-26)"
     long = conflicted_name("/" + "é" * 127 + ".txt", "d", DAY, ())
     assert len(long.encode()) <= 256 and long.endswith("2026-11-26).txt")
+
+
+def test_case_clashes_on_case_folding_disks() -> None:
+    from python_client.sync.engine import case_clashes
+
+    remote = {"/Readme.md": RemoteNode(FILE, 1), "/README.md": RemoteNode(FILE, 2), "/Docs": RemoteNode(DIR, 3),
+              "/docs": RemoteNode(DIR, 4), "/docs/x": RemoteNode(FILE, 5), "/other": RemoteNode(FILE, 6)}
+    got = case_clashes(remote)
+    assert set(got) == {"/Readme.md", "/docs"}  # "/README.md" and "/Docs" sort first; views drop /docs/x too
+    assert "/README.md" in got["/Readme.md"]
+
+
+def test_trash_is_emptied_after_thirty_days(tmp_path: Path) -> None:
+    from python_client.sync.executor import purge_trash
+
+    for day in ("2020-01-01", "2999-01-01"):
+        (tmp_path / ".satchel" / "trash" / day).mkdir(parents=True)
+        (tmp_path / ".satchel" / "trash" / day / "f").write_text("x")
+    purge_trash(tmp_path)
+    assert [p.name for p in (tmp_path / ".satchel" / "trash").iterdir()] == ["2999-01-01"]

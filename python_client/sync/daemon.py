@@ -18,6 +18,7 @@ import httpx
 from python_client.api import SatchelClient
 from python_client.live import CursorStore, watch_changes
 from python_client.sync.engine import Engine
+from python_client.sync.executor import purge_trash
 from python_client.sync.model import Action
 from python_client.sync.watcher import Watcher
 from server.core.errors import ErrorCode, SatchelError
@@ -47,6 +48,7 @@ class Daemon:
                 self.remote_bell.set()
 
     async def run(self) -> None:
+        purge_trash(self.root)
         watcher = Watcher(self.root, asyncio.get_running_loop())
         watcher.start()
         bell = asyncio.create_task(self._doorbell())

@@ -38,15 +38,41 @@ class Round:
     busy: set[str] = field(default_factory=set)
 
 
-def views(state: State, root: Path, excludes: Iterable[str], settle: float
+def case_insensitive(root: Path) -> bool:
+    """Does the file system under *root* fold case (macOS, Windows by default)?"""
+    probe = state_dir(root) / "Case-Probe"
+    probe.touch()
+    try:
+        return (state_dir(root) / "case-probe").exists()
+    finally:
+        probe.unlink()
+
+
+def case_clashes(remote: dict[str, RemoteNode]) -> dict[str, str]:
+    """Server paths that differ from another only by case (the server is case-sensitive): on a
+    case-folding disk the first (by sort order) is synced, the others are reported."""
+    seen: dict[str, str] = {}
+    out: dict[str, str] = {}
+    for p in sorted(remote):
+        first = seen.setdefault(p.casefold(), p)
+        if first != p:
+            out[p] = f"differs only by case from {first}, which this disk cannot tell apart"
+    return out
+
+
+def views(state: State, root: Path, excludes: Iterable[str], settle: float, fold_case: bool = False
           ) -> tuple[Scan, dict[str, RemoteNode], dict[str, SyncedNode], set[str]]:
     """The scan, the remote and synced trees without ignored paths, and the paths to skip."""
     ignore = Ignore(root, excludes)
     remote = {p: n for p, n in state.remote.items() if not ignore(p, n.kind == DIR)}
     synced = {p: n for p, n in state.synced.items() if not ignore(p, n.kind == DIR)}
+    clashes = case_clashes(remote) if fold_case else {}
+    for p in clashes:
+        remote = {q: n for q, n in remote.items() if not paths.is_within(q, p)}
     found = scan(root, synced, ignore, settle=settle)
+    found.problems.update(clashes)
     now = time.time()
-    skip = set(found.busy)
+    skip = set(found.busy) | set(clashes)
     skip |= {p for p, b in state.blocked.items() if b.holds(found.local.get(p), now)}
     for bad in found.unreadable:
         skip |= {p for p in (*remote, *synced) if paths.is_within(p, bad)}
@@ -72,6 +98,7 @@ class Engine:
             self.state.set("excludes", [paths.normalize(e) for e in excludes])
             self.state.commit()
         self.excludes: list[str] = self.state.get("excludes") or []
+        self.fold_case = case_insensitive(root)
         self.executor = Executor(client, self.state, root, on_action)
 
     def close(self) -> None:
@@ -90,7 +117,8 @@ class Engine:
     async def round(self) -> Round:
         r = Round()
         r.pulled = await pull(self.client, self.state)
-        found, remote, synced, skip = await asyncio.to_thread(views, self.state, self.root, self.excludes, self.settle)
+        found, remote, synced, skip = await asyncio.to_thread(views, self.state, self.root, self.excludes,
+                                                              self.settle, self.fold_case)
         r.busy = found.busy
         r.actions = plan(remote, found.local, synced, device=self.device, day=time.strftime("%Y-%m-%d"),
                          skip=skip)

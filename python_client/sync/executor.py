@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,19 @@ REPLAN = {ErrorCode.conflict, ErrorCode.not_found, ErrorCode.path_exists, ErrorC
 TRANSIENT = {ErrorCode.unavailable}
 TRANSFERS = 8  # uploads or downloads in flight at once
 MAX_STRIKES = 5  # the same path refused this many rounds in a row: blocked, not retried at once
+
+
+TRASH_DAYS = 30  # files the server deleted stay in .satchel/trash this long
+
+
+def purge_trash(root: Path, days: int = TRASH_DAYS) -> None:
+    """Empty the trash folders (one per day) older than *days*."""
+    trash = state_dir(root) / "trash"
+    cutoff = time.strftime("%Y-%m-%d", time.localtime(time.time() - days * 86400))
+    for day in sorted(trash.iterdir()) if trash.is_dir() else []:
+        if day.is_dir() and len(day.name) == 10 and day.name < cutoff:
+            log.info("emptying %s (older than %d days)", day, days)
+            shutil.rmtree(day, ignore_errors=True)
 
 
 class Stale(Exception):

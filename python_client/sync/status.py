@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from python_client.api import SatchelClient
-from python_client.sync.engine import views
+from python_client.sync.engine import case_insensitive, views
 from python_client.sync.model import DIR, Op
 from python_client.sync.planner import plan
 from python_client.sync.remote import pull
@@ -58,7 +58,7 @@ async def folder_status(client: SatchelClient, root: Path, excludes: list[str] |
             online = False
         stored = state.get("excludes") or []
         found, remote, synced, skip = await asyncio.to_thread(
-            views, state, root, excludes if excludes is not None else stored, 0.0)
+            views, state, root, excludes if excludes is not None else stored, 0.0, case_insensitive(root))
         actions = plan(remote, found.local, synced, device="status", day="0000-00-00", skip=skip)
         out: dict[str, PathStatus] = {}
         for p in sorted(set(remote) | set(found.local)):
