@@ -81,7 +81,13 @@ def wait_for(check: Callable[[], bool], timeout: float = 20, what: str = "") -> 
 
 
 def same(a: SyncDevice, b: SyncDevice) -> Callable[[], bool]:
-    return lambda: snapshot(a.folder) == snapshot(b.folder)
+    def check() -> bool:
+        try:
+            return snapshot(a.folder) == snapshot(b.folder)
+        except OSError:  # a file renamed or replaced while we read the folders: look again
+            return False
+
+    return check
 
 
 def test_two_daemons_stay_identical(pair: tuple[SyncDevice, SyncDevice]) -> None:
