@@ -292,7 +292,7 @@ async def cmd_sync(args: argparse.Namespace) -> int:
                     engine.bind(profile.server, profile.user)
                     await engine.until_quiet()
                 finally:
-                    engine.close()
+                    await engine.aclose()
                 return 0
             daemon = Daemon(client, root, device=profile.device_name, device_id=profile.device_id,
                             server=profile.server, user=profile.user, excludes=excludes, on_action=show)

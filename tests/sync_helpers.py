@@ -45,7 +45,7 @@ async def make_dev(url: str, user: str, name: str, base: Path, *, signup: bool =
 
 
 async def close_dev(dev: Dev) -> None:
-    dev.engine.close()
+    await dev.engine.aclose()
     await dev.client.aclose()
 
 

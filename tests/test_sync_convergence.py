@@ -8,7 +8,7 @@ Invariants after quiescence:
 - no file is a mix of two writes: every file holds exactly one content some device wrote.
 
 A failing run prints its seed; replay it with ``SATCHEL_SYNC_SEED=<seed> ./dev test
-tests/test_sync_convergence.py``. The default suite runs a few seeds (each ~8 s); ``-m soak`` runs
+tests/test_sync_convergence.py``. The default suite runs 16 seeds (~2.5 s each); ``-m soak`` runs
 hundreds, with a server restart in the middle of each.
 """
 
@@ -29,7 +29,7 @@ from server.core.chunking import chunk_bytes, content_hash
 from tests.harness.server import ServerProcess
 from tests.sync_helpers import Dev, close_dev, make_dev, server_tree, snapshot
 
-DEFAULT_SEEDS = 6  # ~8 s each against a real server; -m soak runs hundreds
+DEFAULT_SEEDS = 16  # ~2.5 s each against a real server; -m soak runs hundreds
 SOAK_SEEDS = 300
 
 

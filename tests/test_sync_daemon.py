@@ -215,5 +215,5 @@ async def test_quota_blocks_without_spinning(start_server: Callable[..., ServerP
         assert not engine.state.blocked
         assert (await client.stat("/big.bin"))["size"] == 11
     finally:
-        engine.close()
+        await engine.aclose()
         await client.aclose()

@@ -180,7 +180,7 @@ async def test_ignore_rules_symlinks_and_selective_sync(devs: list[Dev], sync_se
     tree = await server_tree(a.client)
     assert set(tree) == {"/.satchelignore", "/keep.txt", "/Photos", "/Photos/big.jpg"}
     # selective sync: this device leaves /Photos on the server
-    c.engine.close()
+    await c.engine.aclose()
     from python_client.sync.engine import Engine
 
     c.engine = Engine(c.client, c.root, device="tablet", excludes=["/Photos"])

@@ -84,7 +84,7 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await bell
             watcher.stop()
-            self.engine.close()
+            await self.engine.aclose()
 
     async def _wait(self, watcher: Watcher, timeout: float) -> None:
         local = asyncio.ensure_future(watcher.event.wait())

@@ -101,7 +101,8 @@ class Engine:
         self.fold_case = case_insensitive(root)
         self.executor = Executor(client, self.state, root, on_action)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        await self.executor.aclose()
         self.state.close()
         os.close(self._lock)
 

@@ -11,20 +11,27 @@ a refusal that retrying will not fix (quota, permission, invalid name, unknown) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import mimetypes
 import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import websockets
 
 from python_client.api import SatchelClient
+from python_client.live import LiveSession, SessionClosed
 from python_client.sync.model import DIR, FILE, Action, LocalNode, Op, SyncedNode
 from python_client.sync.scanner import Scan, local_path
 from python_client.sync.state import State, state_dir
 from python_client.transfer import TransferStats, download_file, upload_file
 from server.core import paths
+from server.core.chunking import chunk_bytes
 from server.core.errors import ErrorCode, SatchelError
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,7 @@ REPLAN = {ErrorCode.conflict, ErrorCode.not_found, ErrorCode.path_exists, ErrorC
 # Worth retrying soon: the round ends and the daemon backs off.
 TRANSIENT = {ErrorCode.unavailable}
 TRANSFERS = 8  # uploads or downloads in flight at once
+INLINE_MAX = 192 * 1024  # files up to this size commit over the WebSocket (frame: 1 MiB, inline: 256 KiB)
 MAX_STRIKES = 5  # the same path refused this many rounds in a row: blocked, not retried at once
 
 
@@ -100,6 +108,9 @@ class Executor:
         self.on_action = on_action
         self.totals = TransferStats()  # bytes sent, received and reused since start
         self.strikes: dict[str, int] = {}  # consecutive "decide again" refusals per path
+        self._stack = contextlib.AsyncExitStack()
+        self._session: LiveSession | None = None
+        self._live_retry = 0.0
 
     async def run(self, actions: list[Action], scan: Scan) -> Outcome:
         """Run *actions* in order; consecutive transfers (uploads, then downloads) run
@@ -219,11 +230,51 @@ class Executor:
         if not _still(self.root, a.path, ln):
             raise Stale()
         sent = stats.bytes_sent
-        entry = await upload_file(self.client, self._path(a.path), a.path, parent_rev=a.rev, stats=stats,
-                                  chunks=scan.chunks.get(a.path))
+        entry = await self._commit_inline(a, ln) if ln.size <= INLINE_MAX else None
+        if entry is not None:
+            stats.bytes_sent += ln.size
+        else:
+            entry = await upload_file(self.client, self._path(a.path), a.path, parent_rev=a.rev, stats=stats,
+                                      chunks=scan.chunks.get(a.path))
         log.info("uploaded %s: %d bytes, %d sent", a.path, ln.size, stats.bytes_sent - sent)
         self.state.put_synced(a.path, SyncedNode(FILE, int(entry["id"]), int(entry["rev"]), ln.size, ln.mtime_ns,
                                                  ln.inode, entry["content_hash"]))
+
+    async def _live(self) -> LiveSession | None:
+        """The WebSocket session small commits go through, opened on first use; None (HTTP
+        instead) while it cannot be had."""
+        if self._session is None and time.monotonic() >= self._live_retry:
+            assert self.client.token
+            try:
+                self._session = await self._stack.enter_async_context(
+                    LiveSession.connect(self.client.server, self.client.token))
+            except (OSError, TimeoutError, SessionClosed, websockets.WebSocketException) as exc:
+                log.info("no WebSocket for small commits (%s); using HTTP", exc)
+                self._live_retry = time.monotonic() + 30
+        return self._session
+
+    async def aclose(self) -> None:
+        self._session = None
+        await self._stack.aclose()
+
+    async def _commit_inline(self, a: Action, ln: LocalNode) -> dict[str, Any] | None:
+        """A small file in one WebSocket ``commit`` (bytes inline): one round trip and one server
+        transaction instead of announce + PUT + commit. None: no session, use HTTP."""
+        live = await self._live()
+        if live is None:
+            return None
+        with open(self._path(a.path), "rb") as f:
+            data = f.read(INLINE_MAX + 1)
+        if len(data) != ln.size:
+            raise Stale()
+        ops: list[Any] = [data[r.offset:r.offset + r.size] for r in chunk_bytes(data)]  # the protocol's cut
+        try:
+            return await live.commit(a.path, a.rev, len(data), ops, mtime=ln.mtime_ns // 1_000_000,
+                                     mime=mimetypes.guess_type(a.path)[0])
+        except (SessionClosed, TimeoutError, OSError, websockets.WebSocketException) as exc:
+            log.info("WebSocket commit failed (%s); using HTTP", exc)
+            self._session = None
+            return None
 
     async def _download(self, a: Action, scan: Scan, stats: TransferStats) -> None:
         rn = a.remote
