@@ -198,3 +198,14 @@ def test_trash_is_emptied_after_thirty_days(tmp_path: Path) -> None:
         (tmp_path / ".satchel" / "trash" / day / "f").write_text("x")
     purge_trash(tmp_path)
     assert [p.name for p in (tmp_path / ".satchel" / "trash").iterdir()] == ["2999-01-01"]
+
+
+async def test_watcher_ignores_only_its_own_folder(tmp_path: Path) -> None:
+    import asyncio
+
+    from python_client.sync.watcher import Watcher
+
+    w = Watcher(tmp_path, asyncio.get_running_loop())
+    assert w.is_private(str(tmp_path / ".satchel" / "state.db"))
+    assert not w.is_private(str(tmp_path / ".satchelignore")), "the ignore file is the user's"
+    assert not w.is_private(str(tmp_path / "docs" / ".satchel"))

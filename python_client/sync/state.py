@@ -94,14 +94,6 @@ class State:
         self.db.execute("COMMIT")
         self.db.execute("BEGIN")
 
-    def rollback(self) -> None:
-        """Forget uncommitted changes (memory too): used when a batch fails half-way."""
-        self.db.execute("ROLLBACK")
-        self.db.execute("BEGIN")
-        self.remote = {r[0]: RemoteNode(*r[1:]) for r in self.db.execute("SELECT * FROM remote")}
-        self.synced = {r[0]: SyncedNode(*r[1:]) for r in self.db.execute("SELECT * FROM synced")}
-        self.blocked = {r[0]: Blocked(*r[1:]) for r in self.db.execute("SELECT * FROM blocked")}
-
     # -- settings
     def get(self, key: str) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

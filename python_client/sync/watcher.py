@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -25,8 +26,8 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return  # reads do not change anything
-        src = str(event.src_path)
-        if self.watcher.private in src and self.watcher.private in str(event.dest_path or src):
+        if self.watcher.is_private(str(event.src_path)) and self.watcher.is_private(
+                str(event.dest_path or event.src_path)):
             return  # our own state database, trash and log
         self.watcher.ring()
 
@@ -38,6 +39,9 @@ class Watcher:
         self.event = asyncio.Event()
         self.last = 0.0
         self.observer = Observer()
+
+    def is_private(self, path: str) -> bool:
+        return path == self.private or path.startswith(self.private + os.sep)
 
     def ring(self) -> None:  # from the observer's thread
         self.last = time.monotonic()
