@@ -126,8 +126,10 @@ class SatchelClient:
         result: dict[str, Any] = await self.request("POST", "/api/v1/move", json={"from": src, "to": dst})
         return result
 
-    async def delete(self, path: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", "/api/v1/delete", json={"path": path})
+    async def delete(self, path: str, rev: int | None = None) -> dict[str, Any]:
+        """Trash *path*; with *rev*, only if that is still the file's head (else ``conflict``)."""
+        body: dict[str, Any] = {"path": path} if rev is None else {"path": path, "rev": rev}
+        result: dict[str, Any] = await self.request("POST", "/api/v1/delete", json=body)
         return result
 
     # -- sharing

@@ -12,6 +12,7 @@ import getpass
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -446,6 +447,88 @@ async def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_sync(args: argparse.Namespace) -> int:
+    from python_client.sync.daemon import Daemon
+    from python_client.sync.engine import Engine, FolderInUse
+    from python_client.sync.model import Action, Op
+
+    client, profile = _client(args)
+    root = Path(args.folder).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise CliError(f"{root} is not a folder", EXIT_USAGE)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ".satchel").mkdir(exist_ok=True)
+    handler = logging.FileHandler(root / ".satchel" / "sync.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the log
+    arrows = {Op.upload: "↑", Op.mkdir_remote: "↑", Op.download: "↓", Op.mkdir_local: "↓", Op.move_remote: "→",
+              Op.move_local: "→", Op.delete_remote: "✗", Op.trash_local: "✗", Op.conflict_rename: "!"}
+
+    def show(a: Action) -> None:
+        if not args.quiet and a.op in arrows:
+            print(f"{arrows[a.op]} {a.op.name.replace('_', ' ')} {a.path}" + (f" -> {a.dest}" if a.dest else ""),
+                  flush=True)
+
+    excludes = args.exclude or None
+    async with client:
+        try:
+            if args.once:
+                engine = Engine(client, root, device=profile.device_name, excludes=excludes, on_action=show)
+                try:
+                    engine.bind(profile.server, profile.user)
+                    await engine.until_quiet()
+                finally:
+                    await engine.aclose()
+                return 0
+            daemon = Daemon(client, root, device=profile.device_name, device_id=profile.device_id,
+                            server=profile.server, user=profile.user, excludes=excludes, on_action=show)
+        except FolderInUse as exc:
+            raise CliError(str(exc)) from exc
+        task = asyncio.ensure_future(daemon.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        if not args.quiet:
+            print(f"syncing {root} with {profile.server} as {profile.user} (Ctrl-C to stop)", flush=True)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not args.quiet:
+                print("stopped", flush=True)
+    return 0
+
+
+def _synced_folder(start: str | None) -> Path:
+    here = Path(start or ".").expanduser().resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".satchel" / "state.db").exists():
+            return folder
+    raise CliError(f"{here} is not inside a synced folder (run `satchel sync FOLDER` first)", EXIT_USAGE)
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    from python_client.sync.status import UP_TO_DATE, folder_status
+
+    client, _ = _client(args)
+    root = _synced_folder(args.folder)
+    async with client:
+        st = await folder_status(client, root)
+    shown = [p for p in st.paths if args.all or p.state != UP_TO_DATE]
+    counts = st.counts()
+    if args.json:
+        print(json.dumps({"folder": str(root), "online": st.online, "counts": counts,
+                          "paths": [vars(p) for p in shown]}, indent=2))
+        return 0
+    for p in shown:
+        name = p.path + ("/" if p.kind == "dir" else "")
+        print(f"{p.state:<20} {name}" + (f"  ({p.detail})" if p.detail else ""))
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"
+    print(f"{root}: {summary}" + ("" if st.online else " (server unreachable: as of the last sync)"))
+    return 0
+
+
 # ---------------------------------------------------------------- argument parsing
 
 def _server_flags(p: argparse.ArgumentParser) -> None:
@@ -583,6 +666,21 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("-q", "--quiet", action="store_true")
     get.set_defaults(func=cmd_get)
     _history_commands(sub)
+
+    sy = sub.add_parser("sync", help="keep FOLDER identical to the account's files (runs until stopped)")
+    sy.add_argument("folder")
+    sy.add_argument("--exclude", action="append", metavar="PATH",
+                    help="selective sync: a server folder this device does not sync (repeatable; "
+                         "replaces the folder's stored list)")
+    sy.add_argument("--once", action="store_true", help="sync until nothing is left to do, then exit")
+    sy.add_argument("-q", "--quiet", action="store_true")
+    sy.set_defaults(func=cmd_sync)
+
+    st = sub.add_parser("status", help="per file: up to date, waiting to upload or download, conflict, blocked")
+    st.add_argument("folder", nargs="?", help="a synced folder (default: the one around the current directory)")
+    st.add_argument("--all", action="store_true", help="also list files that are up to date")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
     return p
 
 

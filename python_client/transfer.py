@@ -20,7 +20,7 @@ import os
 import queue
 import random
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,13 +135,16 @@ class UrlExpired(Exception):
 
 async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remote: str, *,
                       parent_rev: int | str | None = "auto", progress: Callable[[int, int], Progress] | None = None,
-                      stats: TransferStats | None = None) -> dict[str, Any]:
+                      stats: TransferStats | None = None, chunks: list[ChunkRef] | None = None) -> dict[str, Any]:
     """Upload *local* to *remote*. ``parent_rev="auto"`` overwrites the current head (if any);
-    an int or None is sent as is and a stale one is a ``conflict``."""
+    an int or None is sent as is and a stale one is a ``conflict``. *chunks*: the file's chunk
+    list when the caller just computed it (a sync client's scan), so the file is not read twice."""
     stats = stats or TransferStats()
     path = Path(local)
     before = path.stat()
-    refs = await asyncio.to_thread(chunk_file_pipelined, path)
+    refs = chunks if chunks is not None else await asyncio.to_thread(chunk_file_pipelined, path)
+    if sum(r.size for r in refs) != before.st_size:
+        raise SatchelError(ErrorCode.conflict, f"{path} changed since it was chunked; try again")
     if path.stat().st_mtime_ns != before.st_mtime_ns or path.stat().st_size != before.st_size:
         raise SatchelError(ErrorCode.conflict, f"{path} changed while it was being read; try again")
     stats.chunks_total = len(refs)
@@ -280,18 +283,21 @@ async def _all_chunks(client: SatchelClient, file_id: int, rev: int | None) -> d
 
 
 def _reuse_local(fd: int, chunks: list[dict[str, Any]], part_existed: bool, target: Path,
-                 stats: TransferStats) -> list[dict[str, Any]]:
-    """Fill the part file from bytes already on disk; return the chunks still to fetch."""
+                 stats: TransferStats, sources: Sequence[Path] = ()) -> list[dict[str, Any]]:
+    """Fill the part file from bytes already on disk (the part file, the target's old version,
+    then *sources*: other local files that may share chunks); return the chunks still to fetch."""
     needed = []
     for c in chunks:
         if part_existed and hash_bytes(os.pread(fd, c["size"], c["offset"])).hex() == c["hash"]:
             stats.bytes_reused += c["size"]
         else:
             needed.append(c)
-    if needed and target.is_file():
-        old = {r.digest.hex(): r for r in chunk_file(target)}
+    for source in (target, *sources):
+        if not needed or not source.is_file():
+            continue
+        old = {r.digest.hex(): r for r in chunk_file(source)}
         still = []
-        with open(target, "rb", buffering=0) as src:
+        with open(source, "rb", buffering=0) as src:
             for c in needed:
                 ref = old.get(c["hash"])
                 data = os.pread(src.fileno(), c["size"], ref.offset) if ref else b""
@@ -410,7 +416,13 @@ async def _fetch_direct(pool: ChunkHttp, out: _PartFile, chunk: dict[str, Any], 
 
 async def download_file(client: SatchelClient, remote: str, local: str | os.PathLike[str], *,
                         rev: int | None = None, progress: Callable[[int, int], Progress] | None = None,
-                        stats: TransferStats | None = None) -> dict[str, Any]:
+                        stats: TransferStats | None = None,
+                        replace_if: Callable[[Path], bool] | None = None,
+                        sources: list[Path] | None = None) -> dict[str, Any]:
+    """Download *remote* (revision *rev*, default the head) to *local*. *replace_if* is asked
+    right before the finished part file is renamed over the target (a sync client checks there
+    that the local file was not edited meanwhile); False drops the download (``conflict``).
+    *sources*: other local files whose chunks may be reused (e.g. a local copy of the content)."""
     stats = stats or TransferStats()
     meta = await client.stat(remote)
     if meta["kind"] != "file":
@@ -428,7 +440,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     out = _PartFile(fd)
     try:
         os.ftruncate(fd, listing["size"])
-        needed = await asyncio.to_thread(_reuse_local, fd, chunks, part_existed, target, stats)
+        needed = await asyncio.to_thread(_reuse_local, fd, chunks, part_existed, target, stats, sources or [])
         advance = progress(sum(c["size"] for c in needed), len(needed)) if progress else None
         server_hosted = all(c["url"].startswith(client.server) for c in needed[:1])
         if server_hosted:
@@ -442,6 +454,9 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
         await out.settle()
         os.close(fd)
         await pool.aclose()
+    if replace_if is not None and not replace_if(target):
+        part.unlink(missing_ok=True)
+        raise SatchelError(ErrorCode.conflict, f"{target} changed during the download", path=remote)
     os.replace(part, target)
     with contextlib.suppress(OSError):
         dfd = os.open(target.parent, os.O_RDONLY)

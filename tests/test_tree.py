@@ -110,3 +110,24 @@ async def test_concurrent_first_commits_to_one_path_one_wins(alice, make_user, t
     winner = files[results.index(wins[0])]
     await alice.client.download("/same.txt", tmp_path / "w")
     assert (tmp_path / "w").read_bytes() == winner.read_bytes()
+
+
+async def test_delete_with_rev_precondition(alice, server, tmp_path):
+    from tests.conftest import api
+
+    c = alice.client
+    v1 = await c.upload(random_file(tmp_path / "v1", 1000), "/d.txt", parent_rev=None)
+    v2 = await c.upload(random_file(tmp_path / "v2", 1000), "/d.txt", parent_rev=v1["rev"])
+    with pytest.raises(SatchelError) as err:
+        await c.delete("/d.txt", rev=v1["rev"])  # an edit the deleting client has not seen
+    assert err.value.code is ErrorCode.conflict and err.value.details["head_rev"] == v2["rev"]
+    assert (await c.stat("/d.txt"))["rev"] == v2["rev"], "a refused delete changes nothing"
+    for bad in ("7", True, -1, 1.5):
+        r = api(server, "POST", "/api/v1/delete", c.token, json={"path": "/d.txt", "rev": bad})
+        assert r.status_code == 400 and r.json()["error"] == "bad_request" and r.json()["field"] == "rev"
+    await c.mkdir("/folder")
+    with pytest.raises(SatchelError) as err:
+        await c.delete("/folder", rev=v2["rev"])  # a folder has no revision
+    assert err.value.code is ErrorCode.conflict
+    assert (await c.delete("/d.txt", rev=v2["rev"]))["id"] == v2["id"]
+    assert await c.stat_or_none("/d.txt") is None

@@ -40,10 +40,10 @@ async def move(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
-    """Move a file or folder to the trash. Body: {path}."""
+    """Move a file or folder to the trash. Body: {path, rev?}; 409 conflict if *rev* is not the head."""
     who = await principal(request)
     body = await json_body(request)
-    return JSONResponse(await tree.delete(services(request), who, body.get("path")))
+    return JSONResponse(await tree.delete(services(request), who, body.get("path"), body.get("rev")))
 
 
 async def start_upload(request: Request) -> Response:

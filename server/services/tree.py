@@ -246,8 +246,13 @@ async def _move_mount(svc: Services, who: Principal, m: Mount, dst: object) -> d
     return mount_json(Mount(m.ns_id, m.owner_id, to, m.role, m.can_reshare))
 
 
-async def delete(svc: Services, who: Principal, path: object) -> dict[str, Any]:
-    """Move a file or folder (with everything below it) to the trash; nothing is erased."""
+async def delete(svc: Services, who: Principal, path: object, rev: object = None) -> dict[str, Any]:
+    """Move a file or folder (with everything below it) to the trash; nothing is erased.
+
+    *rev* (optional) is a precondition for files: delete only if it is still the head, so a sync
+    client never trashes an edit it has not seen (``conflict`` otherwise, nothing changed)."""
+    if rev is not None and (not isinstance(rev, int) or isinstance(rev, bool) or rev < 0):
+        raise SatchelError(ErrorCode.bad_request, "'rev' must be an integer >= 0", field="rev")
     loc = locate(who, path, need=Perm.WRITE)
     if loc.path == paths.ROOT:
         if loc.mount != paths.ROOT:
@@ -262,6 +267,9 @@ async def delete(svc: Services, who: Principal, path: object) -> dict[str, Any]:
         if node is None:
             raise SatchelError(ErrorCode.not_found, f"{loc.outside(loc.path)} does not exist",
                                path=loc.outside(loc.path))
+        if rev is not None and node.head_rev_id != rev:
+            raise SatchelError(ErrorCode.conflict, "the file changed since the revision you saw",
+                               path=loc.outside(loc.path), head_rev=node.head_rev_id, parent_rev=rev)
         await trash_node(s, svc, who, node)
         return _at(loc, node)
 

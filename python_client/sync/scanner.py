@@ -1,0 +1,115 @@
+"""The local tree, read from disk.
+
+A file whose size, mtime and inode match the synced state is taken as unchanged without reading
+it; any other file is chunked and hashed (the same FastCDC/BLAKE3 as uploads), so a touched but
+identical file is not sent, and the chunk list is kept for the upload that follows. Files modified
+in the last ``settle`` seconds are reported busy (still being written) and left for a later round.
+Symlinks, names the server would refuse and unreadable entries are reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from python_client.sync.ignore import Ignore
+from python_client.sync.model import DIR, FILE, LocalNode, SyncedNode
+from python_client.transfer import chunk_file_pipelined
+from server.core import paths
+from server.core.chunking import ChunkRef, content_hash
+from server.core.errors import SatchelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Scan:
+    local: dict[str, LocalNode] = field(default_factory=dict)
+    chunks: dict[str, list[ChunkRef]] = field(default_factory=dict)  # of the files hashed this scan
+    busy: set[str] = field(default_factory=set)          # being written: skip this round
+    problems: dict[str, str] = field(default_factory=dict)  # path -> why it is not synced
+    unreadable: set[str] = field(default_factory=set)    # folders/files we could not read: keep
+
+
+def local_path(root: Path, path: str) -> Path:
+    return root / path.lstrip("/")
+
+
+def _name_problem(name: str) -> str | None:
+    if not unicodedata.is_normalized("NFC", name):
+        return "the name is not in Unicode NFC form (rename it to sync it)"
+    try:
+        paths.validate_segment(name, name)
+    except SatchelError as exc:
+        return exc.message
+    return None
+
+
+def hash_file(path: Path) -> tuple[str, list[ChunkRef]]:
+    refs = chunk_file_pipelined(path)
+    return content_hash(r.digest for r in refs), refs
+
+
+def scan(root: Path, synced: dict[str, SyncedNode], ignore: Ignore, *, settle: float = 0.0) -> Scan:
+    out = Scan()
+    now_ns = time.time_ns()
+    stack = ["/"]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(local_path(root, folder)))
+        except OSError as exc:
+            out.problems[folder] = f"cannot read the folder: {exc.strerror}"
+            out.unreadable.add(folder)
+            continue
+        for entry in entries:
+            path = folder.rstrip("/") + "/" + entry.name  # not paths.join: that refuses bad names
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # vanished meanwhile: the next scan sees it gone
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if ignore(path, is_dir):
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                out.problems[path] = "symbolic links are not synced"
+                continue
+            problem = _name_problem(entry.name)
+            if problem:
+                out.problems[path] = problem
+                out.unreadable.add(path)  # whatever the server has there, keep it
+                continue
+            if is_dir:
+                out.local[path] = LocalNode(DIR, inode=st.st_ino)
+                stack.append(path)
+            elif stat.S_ISREG(st.st_mode):
+                _file(root, path, st, synced.get(path), out, now_ns, settle)
+    return out
+
+
+def _file(root: Path, path: str, st: os.stat_result, sn: SyncedNode | None, out: Scan, now_ns: int,
+          settle: float) -> None:
+    node = LocalNode(FILE, st.st_size, st.st_mtime_ns, st.st_ino)
+    if sn is not None and node.same_stat(sn):
+        out.local[path] = node
+        return
+    if now_ns - st.st_mtime_ns < settle * 1e9:
+        out.busy.add(path)
+        return
+    try:
+        digest, refs = hash_file(local_path(root, path))
+        after = os.stat(local_path(root, path), follow_symlinks=False)
+    except (OSError, SatchelError) as exc:
+        out.problems[path] = f"cannot read the file: {exc}"
+        out.unreadable.add(path)
+        return
+    if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+        out.busy.add(path)  # written while we read it
+        return
+    out.local[path] = LocalNode(FILE, st.st_size, st.st_mtime_ns, st.st_ino, digest)
+    out.chunks[path] = refs

@@ -1,0 +1,68 @@
+"""Local change events from watchdog (inotify, FSEvents, ReadDirectoryChangesW), as a doorbell.
+
+Events only wake the engine; each round rescans the folder (cheap for unchanged files: a stat
+each), so a lost or coalesced event cannot lose a change: an inotify queue overflow, a sleep or a
+watch that failed to start is covered by the next wake-up or the periodic rescan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+log = logging.getLogger(__name__)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return  # reads do not change anything
+        if self.watcher.is_private(str(event.src_path)) and self.watcher.is_private(
+                str(event.dest_path or event.src_path)):
+            return  # our own state database, trash and log
+        self.watcher.ring()
+
+
+class Watcher:
+    def __init__(self, root: Path, loop: asyncio.AbstractEventLoop) -> None:
+        self.root, self.loop = root, loop
+        self.private = str(root / ".satchel")
+        self.event = asyncio.Event()
+        self.last = 0.0
+        self.observer = Observer()
+
+    def is_private(self, path: str) -> bool:
+        return path == self.private or path.startswith(self.private + os.sep)
+
+    def ring(self) -> None:  # from the observer's thread
+        self.last = time.monotonic()
+        self.loop.call_soon_threadsafe(self.event.set)
+
+    def start(self) -> None:
+        try:
+            self.observer.schedule(_Handler(self), str(self.root), recursive=True)
+            self.observer.start()
+        except OSError as exc:  # e.g. inotify watch limit: periodic rescans still find changes
+            log.warning("cannot watch %s (%s); relying on periodic rescans", self.root, exc)
+
+    def stop(self) -> None:
+        if self.observer.is_alive():
+            self.observer.stop()
+            self.observer.join(5)
+
+    async def settled(self, quiet: float, at_most: float) -> None:
+        """After an event: wait until no event came for *quiet* seconds (at most *at_most*), so a
+        burst (an editor's save dance, an unpacked archive) makes one round."""
+        deadline = time.monotonic() + at_most
+        while (now := time.monotonic()) < deadline and now - self.last < quiet:  # noqa: ASYNC110 (a timer, not a wait for a flag)
+            await asyncio.sleep(min(quiet - (now - self.last), deadline - now))
+        self.event.clear()

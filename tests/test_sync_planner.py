@@ -1,0 +1,211 @@
+"""The planner, exhaustively and without I/O: three trees in, actions out."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from python_client.sync.conflicts import conflicted_name
+from python_client.sync.model import DIR, FILE, Action, LocalNode, Op, RemoteNode, SyncedNode
+from python_client.sync.planner import local_change, plan, remote_change
+
+DAY = "2026-11-26"
+S_FILE = SyncedNode(FILE, 10, rev=5, size=3, mtime_ns=100, inode=7, content_hash="h0")
+L_SAME = LocalNode(FILE, 3, 100, 7)
+L_TOUCHED = LocalNode(FILE, 3, 200, 7, "h0")    # new mtime, same bytes
+L_EDIT = LocalNode(FILE, 4, 300, 7, "h1")
+R_SAME = RemoteNode(FILE, 10, 5, 3, "h0")
+R_EDIT = RemoteNode(FILE, 10, 6, 5, "h2")
+R_EDIT_SAME_BYTES = RemoteNode(FILE, 10, 6, 4, "h1")
+
+
+def run(r: dict[str, RemoteNode], l: dict[str, LocalNode], s: dict[str, SyncedNode],  # noqa: E741
+        skip: tuple[str, ...] = ()) -> list[tuple[Op, str, str | None]]:
+    return [(a.op, a.path, a.dest) for a in plan(r, l, s, device="dev", day=DAY, skip=skip)]
+
+
+def one(r: RemoteNode | None, l: LocalNode | None, s: SyncedNode | None) -> list[Action]:  # noqa: E741
+    return plan({"/f": r} if r else {}, {"/f": l} if l else {}, {"/f": s} if s else {}, device="dev", day=DAY)
+
+
+COPY = conflicted_name("/f", "dev", DAY, ())
+
+
+@pytest.mark.parametrize(("r", "l", "s", "want"), [
+    (None, None, None, []),
+    (R_SAME, L_SAME, S_FILE, []),
+    (R_SAME, L_TOUCHED, S_FILE, [Op.record]),            # touched, same bytes: remember the new stat
+    (R_SAME, L_EDIT, S_FILE, [Op.upload]),
+    (R_SAME, None, S_FILE, [Op.delete_remote]),
+    (R_EDIT, L_SAME, S_FILE, [Op.download]),
+    (R_EDIT, L_TOUCHED, S_FILE, [Op.download]),
+    (R_EDIT, L_EDIT, S_FILE, [Op.conflict_rename]),
+    (R_EDIT_SAME_BYTES, L_EDIT, S_FILE, [Op.record]),    # both made the same edit
+    (R_EDIT, None, S_FILE, [Op.download]),               # edit wins over delete
+    (None, L_SAME, S_FILE, [Op.trash_local]),
+    (None, L_EDIT, S_FILE, [Op.upload]),                 # edit wins over delete
+    (None, None, S_FILE, [Op.forget]),
+    (None, L_EDIT, None, [Op.upload]),
+    (R_EDIT, None, None, [Op.download]),
+    (R_EDIT, L_EDIT, None, [Op.conflict_rename]),        # both created, different bytes
+    (R_EDIT_SAME_BYTES, L_EDIT, None, [Op.record]),
+    (RemoteNode(DIR, 3), LocalNode(DIR, inode=9), None, [Op.record]),
+    (RemoteNode(DIR, 3), L_EDIT, None, [Op.conflict_rename]),  # a file where the server has a folder
+    (None, LocalNode(DIR, inode=9), None, [Op.mkdir_remote]),
+    (RemoteNode(DIR, 3), None, None, [Op.mkdir_local]),
+    (R_SAME, LocalNode(DIR, inode=9), S_FILE, [Op.delete_remote]),  # file -> folder locally: step 1
+])
+def test_decision_table(r: RemoteNode | None, l: LocalNode | None, s: SyncedNode | None,  # noqa: E741
+                        want: list[Op]) -> None:
+    acts = one(r, l, s)
+    assert [a.op for a in acts] == want
+    for a in acts:
+        if a.op is Op.upload:
+            assert a.rev == (r.rev if r and s else None), "uploads name the head they edited"
+        if a.op is Op.delete_remote:
+            assert a.rev == s.rev if s else None
+        if a.op is Op.conflict_rename:
+            assert a.dest == COPY
+
+
+def _states() -> list[tuple[RemoteNode | None, LocalNode | None, SyncedNode | None]]:
+    rs = [None, R_SAME, R_EDIT, R_EDIT_SAME_BYTES, RemoteNode(DIR, 10), RemoteNode(DIR, 11)]
+    ls = [None, L_SAME, L_TOUCHED, L_EDIT, LocalNode(DIR, inode=7), LocalNode(DIR, inode=8)]
+    ss = [None, S_FILE, SyncedNode(DIR, 10, inode=7)]
+    return list(itertools.product(rs, ls, ss))
+
+
+@pytest.mark.parametrize(("r", "l", "s"), _states())
+def test_no_combination_loses_bytes(r: RemoteNode | None, l: LocalNode | None, s: SyncedNode | None  # noqa: E741
+                                    ) -> None:
+    """Whatever the three states, a local edit is never overwritten or trashed, and a server
+    revision the planner has not seen is never deleted."""
+    acts = one(r, l, s)
+    assert len(acts) <= 1
+    lc, rc = local_change(l, s), remote_change(r, s)
+    for a in acts:
+        if lc is not None and l is not None and l.kind == FILE:
+            assert a.op not in (Op.trash_local, Op.download), a
+        if a.op is Op.delete_remote:
+            assert rc is None and r is not None and a.rev == r.rev
+        if a.op is Op.download:
+            assert r is not None and r.kind == FILE
+    if lc is not None and rc is not None and l and r and l.kind == r.kind == FILE and l.content_hash != r.content_hash:
+        assert [a.op for a in acts] == [Op.conflict_rename]
+
+
+def test_settles_after_applying_each_action() -> None:
+    """Applying every action's effect to the trees leaves nothing more to do (no ping-pong)."""
+    for r, l, s in _states():  # noqa: E741
+        acts = one(r, l, s)
+        if not acts or acts[0].op in (Op.conflict_rename, Op.delete_remote, Op.trash_local):
+            continue  # these settle over two rounds (checked end to end)
+        a = acts[0]
+        node = (r if a.op in (Op.download, Op.mkdir_local, Op.record) else None)
+        if a.op is Op.forget:
+            assert one(r, l, None) == []
+            continue
+        if a.op is Op.upload:
+            assert l is not None
+            node = RemoteNode(FILE, 99, 42, l.size, l.content_hash)
+        if a.op is Op.mkdir_remote:
+            node = RemoteNode(DIR, 99)
+        assert node is not None
+        loc = l if a.op in (Op.upload, Op.mkdir_remote, Op.record) else (
+            LocalNode(FILE, node.size, 555, 77, node.content_hash) if node.kind == FILE else LocalNode(DIR, inode=77))
+        assert loc is not None
+        synced = SyncedNode(node.kind, node.node_id, node.rev, loc.size, loc.mtime_ns, loc.inode, node.content_hash)
+        assert one(node, loc, synced) == [], (r, l, s, a)
+
+
+def test_local_rename_and_folder_move_are_moves() -> None:
+    s = {"/a": SyncedNode(DIR, 1, inode=11), "/a/x": SyncedNode(FILE, 2, 1, 1, 5, 12, "hx"),
+         "/y": SyncedNode(FILE, 3, 1, 1, 5, 13, "hy")}
+    r = {"/a": RemoteNode(DIR, 1), "/a/x": RemoteNode(FILE, 2, 1, 1, "hx"), "/y": RemoteNode(FILE, 3, 1, 1, "hy")}
+    l = {"/b": LocalNode(DIR, inode=11), "/b/x": LocalNode(FILE, 1, 5, 12),  # noqa: E741
+         "/b/y2": LocalNode(FILE, 1, 5, 99, "hy")}                          # copied across file systems
+    assert run(r, l, s) == [(Op.move_remote, "/a", "/b"), (Op.move_remote, "/y", "/b/y2"),
+                            (Op.record, "/b/y2", None)]  # same bytes under a new inode
+
+
+def test_remote_folder_move_is_a_local_rename() -> None:
+    s = {"/a": SyncedNode(DIR, 1, inode=11), "/a/x": SyncedNode(FILE, 2, 1, 1, 5, 12, "hx")}
+    l = {"/a": LocalNode(DIR, inode=11), "/a/x": LocalNode(FILE, 1, 5, 12)}  # noqa: E741
+    r = {"/b": RemoteNode(DIR, 1), "/b/x2": RemoteNode(FILE, 2, 1, 1, "hx")}  # moved, and x renamed inside
+    assert run(r, l, s) == [(Op.move_local, "/a", "/b"), (Op.move_local, "/b/x", "/b/x2")]
+
+
+def test_remote_rename_of_locally_edited_file_is_a_conflict() -> None:
+    s = {"/d.txt": S_FILE}
+    l = {"/d.txt": L_EDIT}  # noqa: E741
+    r = {"/e.txt": R_SAME}
+    got = run(r, l, s)
+    copy = conflicted_name("/d.txt", "dev", DAY, ())
+    assert got[0] == (Op.conflict_rename, "/d.txt", copy)
+    assert (Op.download, "/e.txt", None) in got and (Op.upload, copy, None) in got
+
+
+def test_folder_delete_spares_new_content_below() -> None:
+    s = {"/d": SyncedNode(DIR, 1, inode=11), "/d/old": S_FILE}
+    r = {"/d": RemoteNode(DIR, 1), "/d/old": R_SAME, "/d/new": R_EDIT}
+    assert run(r, {}, s) == [(Op.download, "/d/new", None), (Op.delete_remote, "/d/old", None)]
+    # and the other way round: the server deleted the folder, the disk has something new in it
+    l = {"/d": LocalNode(DIR, inode=11), "/d/old": L_SAME, "/d/mine": L_EDIT}  # noqa: E741
+    assert run({}, l, s) == [(Op.upload, "/d/mine", None), (Op.trash_local, "/d/old", None)]
+
+
+def test_folder_delete_goes_children_first_and_trash_takes_the_top() -> None:
+    s = {"/d": SyncedNode(DIR, 1, inode=11), "/d/e": SyncedNode(DIR, 2, inode=12), "/d/e/f": S_FILE}
+    r = {"/d": RemoteNode(DIR, 1), "/d/e": RemoteNode(DIR, 2), "/d/e/f": R_SAME}
+    assert run(r, {}, s) == [(Op.delete_remote, "/d/e/f", None), (Op.delete_remote, "/d/e", None),
+                             (Op.delete_remote, "/d", None)]
+    l = {"/d": LocalNode(DIR, inode=11), "/d/e": LocalNode(DIR, inode=12), "/d/e/f": L_SAME}  # noqa: E741
+    assert run({}, l, s) == [(Op.trash_local, "/d", None)]
+
+
+def test_skipped_paths_are_left_alone_with_their_folders() -> None:
+    s = {"/d": SyncedNode(DIR, 1, inode=11), "/d/f": S_FILE}
+    r = {"/d": RemoteNode(DIR, 1), "/d/f": R_SAME}
+    assert run(r, {}, s, skip=("/d/f",)) == []
+
+
+def test_conflicted_names() -> None:
+    assert conflicted_name("/a/report.pdf", "laptop", DAY, ()) == "/a/report (conflicted copy, laptop, 2026-11-26).pdf"
+    taken = {"/x (conflicted copy, l, 2026-11-26)"}
+    assert conflicted_name("/x", "l", DAY, taken) == "/x (conflicted copy, l, 2026-11-26 2)"
+    assert conflicted_name("/.bashrc", "a/b", DAY, ()) == "/.bashrc (conflicted copy, a_b, 2026-11-26)"
+    long = conflicted_name("/" + "é" * 127 + ".txt", "d", DAY, ())
+    assert len(long.encode()) <= 256 and long.endswith("2026-11-26).txt")
+
+
+def test_case_clashes_on_case_folding_disks() -> None:
+    from python_client.sync.engine import case_clashes
+
+    remote = {"/Readme.md": RemoteNode(FILE, 1), "/README.md": RemoteNode(FILE, 2), "/Docs": RemoteNode(DIR, 3),
+              "/docs": RemoteNode(DIR, 4), "/docs/x": RemoteNode(FILE, 5), "/other": RemoteNode(FILE, 6)}
+    got = case_clashes(remote)
+    assert set(got) == {"/Readme.md", "/docs"}  # "/README.md" and "/Docs" sort first; views drop /docs/x too
+    assert "/README.md" in got["/Readme.md"]
+
+
+def test_trash_is_emptied_after_thirty_days(tmp_path: Path) -> None:
+    from python_client.sync.executor import purge_trash
+
+    for day in ("2020-01-01", "2999-01-01"):
+        (tmp_path / ".satchel" / "trash" / day).mkdir(parents=True)
+        (tmp_path / ".satchel" / "trash" / day / "f").write_text("x")
+    purge_trash(tmp_path)
+    assert [p.name for p in (tmp_path / ".satchel" / "trash").iterdir()] == ["2999-01-01"]
+
+
+async def test_watcher_ignores_only_its_own_folder(tmp_path: Path) -> None:
+    import asyncio
+
+    from python_client.sync.watcher import Watcher
+
+    w = Watcher(tmp_path, asyncio.get_running_loop())
+    assert w.is_private(str(tmp_path / ".satchel" / "state.db"))
+    assert not w.is_private(str(tmp_path / ".satchelignore")), "the ignore file is the user's"
+    assert not w.is_private(str(tmp_path / "docs" / ".satchel"))
