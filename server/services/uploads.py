@@ -10,6 +10,13 @@
 3. ``commit``: check every chunk is stored (promoting staged S3 chunks after verifying them),
    make them durable, then in ONE transaction: parent check, revision, chunk list, node, journal.
    Nothing is visible before that transaction commits; a stale parent is a ``conflict``.
+
+Chunks are deduplicated per owner, and a member writing into a shared folder writes into the
+owner's store. Such a writer (``_proving``) gets dedup credit only for chunks they have shown they
+can read: chunks of a revision of the same namespace, or chunks this session delivered itself
+(``UploadChunk.received``, set by ``receive_chunk`` / ``receive_pack`` / an S3 promote). Anything
+else the owner stores (their private files) is listed as missing and must really arrive, so a
+hash learnt somewhere never turns into a read of bytes the writer was not granted.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import ColumnElement, exists, func, insert, literal, select, update
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import exists, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -115,6 +122,17 @@ def parse_chunk_list(raw: object, size: int, max_chunks: int) -> list[tuple[byte
 
 # ---------------------------------------------------------------- helpers
 
+def _proving(upload: Upload) -> bool:
+    """True when the uploader is not the namespace's owner: see the module's docstring."""
+    return upload.user_id != upload.owner_id
+
+
+def _in_namespace(ns_id: int, digest: Any) -> ColumnElement[bool]:
+    """Some revision of namespace *ns_id* (live, old or trashed) references chunk *digest*."""
+    return exists().where(RevisionChunk.hash == digest, Revision.id == RevisionChunk.rev_id,
+                          Revision.ns_id == ns_id)
+
+
 async def _missing(s: AsyncSession, upload: Upload) -> list[tuple[bytes, int]]:
     """Distinct chunks of *upload* the owner does not have yet (by the database's account)."""
     rows = (await s.execute(
@@ -123,6 +141,26 @@ async def _missing(s: AsyncSession, upload: Upload) -> list[tuple[bytes, int]]:
         .where(~exists().where(Chunk.owner_id == upload.owner_id, Chunk.hash == UploadChunk.hash))
     )).all()
     return [(bytes(h), int(n)) for h, n in rows]
+
+
+async def _unproven(s: AsyncSession, upload: Upload) -> list[tuple[bytes, int]]:
+    """Of a proving upload, the distinct chunks neither delivered by this session nor stored
+    and referenced by a revision of its namespace: the writer must send these."""
+    rows = (await s.execute(
+        select(UploadChunk.hash, UploadChunk.size).distinct()
+        .where(UploadChunk.upload_id == upload.id, UploadChunk.received.is_(False))
+        .where(~(exists().where(Chunk.owner_id == upload.owner_id, Chunk.hash == UploadChunk.hash)
+                 & _in_namespace(upload.ns_id, UploadChunk.hash)))
+    )).all()
+    return [(bytes(h), int(n)) for h, n in rows]
+
+
+async def _mark_received(svc: Services, upload_id: str, digests: list[bytes], received: bool = True) -> None:
+    async with svc.db.write() as s:
+        for i in range(0, len(digests), INSERT_BATCH):
+            await s.execute(update(UploadChunk).where(
+                UploadChunk.upload_id == upload_id, UploadChunk.hash.in_(digests[i:i + INSERT_BATCH]))
+                .values(received=received))
 
 
 async def _gather_limited(n: int, coros: list[Any]) -> list[Any]:
@@ -168,7 +206,9 @@ async def _urls(svc: Services, upload: Upload, chunks: list[tuple[bytes, int]], 
             d = await svc.blobs.presign_upload(upload.id, BlobKey(upload.owner_id, digest), size, ttl)
             out.append({"hash": hx, "size": size, "url": d.url, "method": d.method, "headers": d.headers})
         else:
-            url = svc.signer.sign("PUT", blob_path(upload.id, hx), {"o": upload.owner_id, "n": size}, ttl)
+            # "r": record the receipt (a proving upload); the owner's URLs keep the DB-free hot path.
+            params = {"o": upload.owner_id, "n": size} | ({"r": 1} if _proving(upload) else {})
+            url = svc.signer.sign("PUT", blob_path(upload.id, hx), params, ttl)
             out.append({"hash": hx, "size": size, "url": base_url + url, "method": "PUT", "headers": {}})
     return out
 
@@ -177,8 +217,12 @@ async def _describe(svc: Services, who: Principal, upload: Upload, base_url: str
                     ) -> dict[str, Any]:
     upload_path = access.visible_path(who, upload.ns_id, upload.path)
     async with svc.db.read() as s:
-        missing = await _missing(s, upload)
-    missing = await _still_missing(svc, upload, missing, resumed)
+        missing = await (_unproven if _proving(upload) else _missing)(s, upload)
+    if not _proving(upload):
+        missing = await _still_missing(svc, upload, missing, resumed)
+    elif svc.blobs.direct:  # staged in this session: commit promotes (and so verifies) them
+        staged = await svc.blobs.staged(upload.id)
+        missing = [c for c in missing if c[0] not in staged]
     return {
         "upload_id": upload.id, "path": upload_path, "size": upload.size,
         "chunk_count": upload.chunk_count, "content_hash": upload.content_hash,
@@ -260,11 +304,14 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
                 await s.execute(insert(UploadChunk), rows[i:i + INSERT_BATCH])
             # A chunk the owner stores already must be announced with its real size, or the file's
             # offsets would lie (raising here rolls the session back).
-            wrong = (await s.execute(
-                select(UploadChunk.hash).join(Chunk, (Chunk.owner_id == upload.owner_id)
-                                              & (Chunk.hash == UploadChunk.hash))
-                .where(UploadChunk.upload_id == upload.id, Chunk.size != UploadChunk.size).limit(1)
-            )).scalar_one_or_none()
+            # For a proving upload only chunks of this namespace count: the error must not tell
+            # whether the owner stores some hash elsewhere.
+            wrong_q = (select(UploadChunk.hash).join(Chunk, (Chunk.owner_id == upload.owner_id)
+                                                     & (Chunk.hash == UploadChunk.hash))
+                       .where(UploadChunk.upload_id == upload.id, Chunk.size != UploadChunk.size))
+            if _proving(upload):
+                wrong_q = wrong_q.where(_in_namespace(upload.ns_id, UploadChunk.hash))
+            wrong = (await s.execute(wrong_q.limit(1))).scalar_one_or_none()
             if wrong is not None:
                 raise SatchelError(ErrorCode.size_mismatch, "a chunk is announced with a size it does not have",
                                    hash=bytes(wrong).hex())
@@ -301,6 +348,8 @@ async def receive_chunk(svc: Services, upload_id: str, hex_hash: str, query: dic
     except (KeyError, ValueError) as exc:
         raise SatchelError(ErrorCode.bad_signature, "malformed signed URL") from exc
     await svc.blobs.put_stream(key, size, body)
+    if params.get("r") == "1":
+        await _mark_received(svc, upload_id, [key.digest])
 
 
 async def receive_pack(svc: Services, upload_id: str, query: dict[str, str], body: AsyncIterator[bytes]
@@ -321,32 +370,53 @@ async def receive_pack(svc: Services, upload_id: str, query: dict[str, str], bod
         if (digest, size) not in announced:
             raise SatchelError(ErrorCode.bad_request, "the pack holds a chunk this upload did not announce",
                                hash=digest.hex(), size=size)
-    for digest, size in table:
-        await svc.blobs.put_stream(BlobKey(upload.owner_id, digest), size, reader.chunk(size))
+    stored: list[bytes] = []
+    try:
+        for digest, size in table:
+            await svc.blobs.put_stream(BlobKey(upload.owner_id, digest), size, reader.chunk(size))
+            stored.append(digest)
+    finally:  # the chunks stored before a bad one count: a retry sends only the rest
+        if stored and _proving(upload):
+            await _mark_received(svc, upload_id, stored)
     await reader.finish()
     return len(table)
 
 
-async def _verify_stored(svc: Services, upload: Upload, candidates: list[tuple[bytes, int]]) -> None:
-    """Make sure each candidate chunk is in the blob store, promoting verified staged S3 chunks."""
+async def _verify_stored(svc: Services, upload: Upload, candidates: list[tuple[bytes, int]],
+                         unproven: frozenset[bytes] = frozenset()) -> None:
+    """Make sure each candidate chunk is in the blob store, promoting verified staged S3 chunks.
+
+    An *unproven* chunk counts only if this session delivers it now (a staged S3 object it
+    promotes): that it is stored already proves nothing (see the module's docstring)."""
+    promoted: list[bytes] = []
 
     async def check(digest: bytes, size: int) -> bytes | None:
         key = BlobKey(upload.owner_id, digest)
         if svc.blobs.direct:
             try:
                 await svc.blobs.promote(upload.id, key, size)
+                promoted.append(digest)
                 return None
             except SatchelError as exc:
                 if exc.code is not ErrorCode.not_found:
                     raise
+        if digest in unproven:
+            return digest
         stored = await svc.blobs.size(key)
         if stored is not None and stored != size:
             raise SatchelError(ErrorCode.size_mismatch, "a chunk is announced with a size it does not have",
                                hash=digest.hex(), expected=size, received=stored)
         return None if stored is not None else digest
 
-    results = await _gather_limited(VERIFY_CONCURRENCY, [check(d, n) for d, n in candidates])
-    missing = [d.hex() for d in results if d is not None]
+    try:
+        results = await _gather_limited(VERIFY_CONCURRENCY, [check(d, n) for d, n in candidates])
+    finally:  # promoted chunks left their staging area: remember them for a retried commit
+        if promoted and _proving(upload):
+            await _mark_received(svc, upload.id, promoted)
+    gone = [d for d in results if d is not None]
+    if gone and _proving(upload):  # received once, collected since (orphan grace): list them again
+        await _mark_received(svc, upload.id, gone, False)
+    missing = [d.hex() for d in gone]
     if missing:
         raise SatchelError(ErrorCode.missing_chunks, f"{len(missing)} chunks are not uploaded yet",
                            missing=missing[:MISSING_REPORT_LIMIT], missing_count=len(missing))
@@ -426,7 +496,9 @@ async def commit(svc: Services, who: Principal, upload_id: str) -> dict[str, Any
         if upload.expires_ms < now_ms():
             raise SatchelError(ErrorCode.upload_expired, "this upload has expired; start it again")
         candidates = await _missing(s, upload)
-    await _verify_stored(svc, upload, candidates)
+        unproven = await _unproven(s, upload) if _proving(upload) else []
+    candidates = list(dict.fromkeys(candidates + unproven))
+    await _verify_stored(svc, upload, candidates, frozenset(d for d, _ in unproven))
     await svc.blobs.sync()  # chunk bytes are durable before any revision points at them
 
     async def copy_session_chunks(s: AsyncSession, rev_id: int) -> None:
@@ -455,7 +527,8 @@ async def commit(svc: Services, who: Principal, upload_id: str) -> dict[str, Any
 async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
     """A one-round-trip commit (WebSocket ``commit``): the new chunk list as ``ops`` against the
     parent revision: ``[start, count]`` keeps parent chunks, ``bytes`` is a new chunk inline (the
-    server hashes it), ``[hash, size]`` names a chunk the owner already stores."""
+    server hashes it), ``[hash, size]`` names a chunk the owner already stores (a writer who is
+    not the owner may name only chunks of a revision of this namespace)."""
     from server.ws.protocol import INLINE_LIMIT
 
     loc = tree.locate(who, body.get("path"), need=Perm.WRITE)
@@ -524,9 +597,11 @@ async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dic
     stored = {d: len(b) for d, b in inline.items() if d in named}
     rest = [h for h in named if h not in stored]
     if rest:
+        known = select(Chunk.hash, Chunk.size).where(Chunk.owner_id == loc.owner_id, Chunk.hash.in_(rest))
+        if who.user_id != loc.owner_id:  # see the module's docstring: only chunks they can read
+            known = known.where(_in_namespace(loc.ns_id, Chunk.hash))
         async with svc.db.read() as s:
-            stored.update((bytes(h), int(n)) for h, n in (await s.execute(select(Chunk.hash, Chunk.size).where(
-                Chunk.owner_id == loc.owner_id, Chunk.hash.in_(rest)))).all())
+            stored.update((bytes(h), int(n)) for h, n in (await s.execute(known)).all())
     absent = [h.hex() for h in named if h not in stored]
     if absent:
         raise SatchelError(ErrorCode.missing_chunks, f"{len(absent)} chunks are not stored",

@@ -23,6 +23,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -171,6 +172,9 @@ class UploadChunk(Base):
     offset: Mapped[int] = mapped_column(BigInteger)
     size: Mapped[int] = mapped_column(Integer)
     hash: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
+    # Set when this session delivered the chunk's bytes (only recorded when the uploader is not the
+    # namespace's owner: such a writer gets no dedup credit for chunks they have not proven).
+    received: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class JournalEntry(Base):
