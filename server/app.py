@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from server.api import accounts as accounts_api
 from server.api import changes as changes_api
 from server.api import files as files_api
-from server.api import meta
+from server.api import meta, web
 from server.api.http import on_http_error, on_satchel_error, on_unexpected
 from server.auth.signing import UrlSigner
 from server.bus import open_bus
@@ -69,6 +69,7 @@ def create_app(config: Config) -> Starlette:
     ]
     routes.append(meta.openapi_route(routes, satchel_version()))
     routes.append(WebSocketRoute("/api/v1/ws", websocket_endpoint))
+    routes.extend(web.routes)  # after openapi_route: the web app's files are not part of the API
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

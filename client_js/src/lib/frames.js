@@ -25,6 +25,7 @@ export const CloseCode = Object.freeze({
 });
 
 /** Close codes after which a client reconnects with backoff (protocol.md, "Heartbeat and closing"). */
+/** @type {ReadonlySet<number>} */
 export const RECONNECT = new Set([CloseCode.going_away, CloseCode.too_big, CloseCode.idle_timeout,
   CloseCode.server_error]);
 
