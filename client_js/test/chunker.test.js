@@ -10,17 +10,12 @@ import { scanBlob } from "../src/lib/scan.js";
 
 const vectors = JSON.parse(readFileSync(new URL("../../tests/vectors/chunks.json", import.meta.url), "utf8"));
 
-/** The vectors' input: SHA-256(seed u64le || counter u64le) blocks cut to size; seed 0 = zeros. */
+/** The vectors' input: SHAKE-256(seed as u64le), size bytes long; seed 0 = zeros. */
 function input(seed, size) {
-  const out = new Uint8Array(size);
-  if (seed === 0) return out;
-  const block = Buffer.alloc(16);
-  block.writeBigUInt64LE(BigInt(seed), 0);
-  for (let at = 0, counter = 0n; at < size; at += 32, counter++) {
-    block.writeBigUInt64LE(counter, 8);
-    out.set(createHash("sha256").update(block).digest().subarray(0, Math.min(32, size - at)), at);
-  }
-  return out;
+  if (seed === 0 || size === 0) return new Uint8Array(size);
+  const key = Buffer.alloc(8);
+  key.writeBigUInt64LE(BigInt(seed));
+  return new Uint8Array(createHash("shake256", { outputLength: size }).update(key).digest());
 }
 
 test("size tiers match server/core/chunking.py", () => {
