@@ -25,7 +25,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 # The app talks to this origin (REST, WebSocket) and to an object store's presigned URLs (any
 # origin); BLAKE3 runs as WebAssembly; previews are blob: URLs.
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
-       "connect-src 'self' ws: wss: http: https:; img-src 'self' blob: data:; media-src 'self' blob:; "
+       "connect-src 'self' blob: ws: wss: http: https:; img-src 'self' blob: data:; media-src 'self' blob:; "
        "frame-src 'self' blob:; object-src 'self' blob:; style-src 'self'; base-uri 'none'; "
        "form-action 'self'; frame-ancestors 'none'")
 

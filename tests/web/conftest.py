@@ -17,6 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from server.core import chunking
 from tests.conftest import PASSWORD
 from tests.harness.server import ServerProcess
 
@@ -70,6 +71,14 @@ class Pages:
     server: ServerProcess
     contexts: list[BrowserContext] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    allowed: list[str] = field(default_factory=list)  # substrings of errors a test causes on purpose
+
+    def allow(self, text: str) -> None:
+        self.allowed.append(text)
+
+    def _problem(self, text: str) -> None:
+        if not any(a in text for a in self.allowed):
+            self.problems.append(text)
 
     def new_user(self) -> WebUser:
         user = WebUser("w" + secrets.token_hex(5))
@@ -86,8 +95,8 @@ class Pages:
         ctx.set_default_timeout(TIMEOUT_MS)
         self.contexts.append(ctx)
         page = ctx.new_page()
-        page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
-        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        page.on("console", lambda m: m.type == "error" and self._problem(f"console: {m.text}"))
+        page.on("pageerror", lambda e: self._problem(f"page error: {e}"))
         return page
 
     def signed_in(self, user: WebUser, path: str = "/", **context_options: object) -> Page:
@@ -110,6 +119,22 @@ def pages(browser: Browser, web_server: ServerProcess) -> Iterator[Pages]:
         for ctx in p.contexts:
             ctx.close()
     assert p.problems == [], "the page logged errors"
+
+
+def upload_bytes(server: ServerProcess, user: WebUser, path: str, data: bytes, parent_rev: int | None = None
+                 ) -> dict[str, object]:
+    """Another device's upload, straight through the REST protocol (announce, PUT, commit)."""
+    refs = chunking.chunk_bytes(data)
+    session = user.api(server, "POST", "/api/v1/files", json={
+        "path": path, "size": len(data), "parent_rev": parent_rev,
+        "chunks": [[r.hex, r.size] for r in refs]}).json()
+    by_hash = {r.hex: r for r in refs}
+    for m in session["missing"]:
+        r = by_hash[m["hash"]]
+        httpx.put(m["url"], content=data[r.offset:r.offset + r.size], headers=m["headers"], timeout=30
+                  ).raise_for_status()
+    out: dict[str, object] = user.api(server, "POST", f"/api/v1/uploads/{session['upload_id']}/commit").json()
+    return out
 
 
 def screenshot(page: Page, name: str) -> Path:

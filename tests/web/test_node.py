@@ -7,6 +7,7 @@ real server run on both stacks (with S3, chunk PUTs go to presigned URLs of the 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 from tests.harness.server import ServerProcess
@@ -18,10 +19,11 @@ CLIENT = ROOT / "client_js"
 def run_node(*files: str, env: dict[str, str] | None = None) -> None:
     if not (CLIENT / "node_modules").is_dir():
         raise AssertionError("client_js/node_modules is missing: run ./dev setup (npm ci in client_js/)")
-    proc = subprocess.run([node_bin(), "--test", "--test-reporter=spec", *files], cwd=CLIENT,
+    proc = subprocess.run([node_bin(), "--test", "--test-reporter=tap", *files], cwd=CLIENT,
                           env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"node --test failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
-    assert "# fail 0" in proc.stdout or "ℹ fail 0" in proc.stdout, proc.stdout[-2000:]
+    passed = re.search(r"^# pass (\d+)$", proc.stdout, re.M)
+    assert passed and int(passed.group(1)) > 0 and "\n# fail 0\n" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_js_unit_suites() -> None:

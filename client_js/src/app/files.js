@@ -102,6 +102,7 @@ export class FilesView {
       items.push(h("li", {}, h("a", { href: folderHash(p), text: name, "aria-current": i === parts.length - 1 ? "page" : null })));
     });
     mount(this.crumbs, h("ol", {}, items));
+    this.crumbs.hidden = parts.length === 0;  // at the top the heading says it all
   }
 
   /** @param {SortKey} key */
