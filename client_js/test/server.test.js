@@ -183,3 +183,17 @@ test("live: a bad token is refused and not retried", async () => {
   assert.equal(live.status, "closed");
   assert.ok(!statuses.includes("reconnecting"));
 });
+
+test("live: a cursor the server refuses restarts the feed from now with a reset", async () => {
+  const { api } = await user();
+  const ns = (await api.account()).root_namespace;
+  const live = new LiveClient(api, { WebSocket });
+  live.subs.set(ns, { ns, seq: null, cursor: `v1.${ns}.999999999` });  // ahead of the journal
+  const reset = next(live, "reset");
+  await live.connect();
+  assert.deepEqual(await reset, { ns, code: "bad_cursor" });
+  const pushed = next(live, "change", (c) => c.path === "/after-reset");
+  await api.mkdir("/after-reset");
+  assert.equal((await pushed).op, "mkdir");
+  live.close();
+});

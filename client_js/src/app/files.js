@@ -64,6 +64,7 @@ export class FilesView {
       ctx.live.client.on("presence_event", (e) => this.#onPresenceEvent(e)),
       ctx.live.client.on("presence", (p) => { if (p.path === this.path) this.#setMembers(p.members); }),
       ctx.live.client.on("open", () => this.#refreshAfterReconnect()),
+      ctx.live.client.on("reset", () => this.show(this.path)),  // the feed restarted from now: list again
     ];
   }
 

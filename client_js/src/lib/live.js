@@ -21,7 +21,7 @@ export class LiveError extends Error {
  * @typedef {"connecting" | "open" | "reconnecting" | "closed"} LiveStatus
  * @typedef {{ns: number, seq: number | null, cursor: string | null}} Subscription
  * @typedef {{open: any, change: any, presence: any, presence_event: any, status: LiveStatus, resync: any,
- *            closed: {code: number, reason: string}}} LiveEvents
+ *            reset: {ns: number, code: string}, closed: {code: number, reason: string}}} LiveEvents
  * @typedef {{WebSocket?: any, url?: string, client?: string, maxDelayMs?: number}} LiveOptions
  */
 
@@ -272,12 +272,28 @@ export class LiveClient {
   #onResync(body) {
     this.#emit("resync", body);
     const sub = this.subs.get(body.ns);
-    if (sub) this.subscribe(body.ns, sub.cursor || body.cursor).catch(() => this.ws?.close(CloseCode.normal));
+    if (sub) this.#resubscribe(body.ns, sub.cursor || body.cursor).catch(() => this.ws?.close(CloseCode.normal));
+  }
+
+  /**
+   * Subscribe again from `cursor`. A cursor the server no longer accepts (bad_cursor, cursor_expired)
+   * means: start from now and emit `reset`, so the application lists the tree in full again.
+   * @param {number} ns @param {string | null} cursor
+   */
+  async #resubscribe(ns, cursor) {
+    try {
+      return await this.subscribe(ns, cursor);
+    } catch (err) {
+      if (!(err instanceof LiveError) || (err.code !== "bad_cursor" && err.code !== "cursor_expired")) throw err;
+      const out = await this.subscribe(ns, null);
+      this.#emit("reset", { ns, code: err.code });
+      return out;
+    }
   }
 
   /** After a (re)connect: resubscribe from the cursors applied, and say where we are again. */
   async #restore() {
-    for (const sub of [...this.subs.values()]) await this.subscribe(sub.ns, sub.cursor);
+    for (const sub of [...this.subs.values()]) await this.#resubscribe(sub.ns, sub.cursor);
     if (this.presenceState) {
       const { ns, path, state } = this.presenceState;
       this.#emit("presence", await this.request(MsgType.presence_set, { ns, path, state }));
