@@ -197,3 +197,28 @@ test("live: a cursor the server refuses restarts the feed from now with a reset"
   assert.equal((await pushed).op, "mkdir");
   live.close();
 });
+
+test("a download resumes from the last byte received after the connection drops", async () => {
+  const { api: shared } = await user();
+  const api = new Api(SERVER, { token: shared.token });
+  const bytes = randomBytes(1_000_000);
+  const entry = await uploadBlob(api, new Blob([bytes]), "/dl/resume.bin");
+  const realFetch = api.fetch;
+  const ranges = [];
+  let dropped = 0;
+  api.fetch = /** @type {typeof fetch} */ (async (url, init) => {
+    const range = new Headers(init?.headers).get("Range");
+    ranges.push(range);
+    if (ranges.length === 3 && !dropped++) throw new TypeError("network changed");
+    return realFetch(url, init);
+  });
+  const progress = [];
+  const out = await downloadBlob(api, entry.id, { rev: entry.rev, segment: 256 * 1024, onProgress: (n) => progress.push(n) });
+  assert.ok(Buffer.from(await out.blob.arrayBuffer()).equals(bytes));
+  assert.equal(dropped, 1);
+  // Segments of 256 KiB; the third request failed and was repeated from the same byte.
+  assert.deepEqual(ranges, ["bytes=0-262143", "bytes=262144-524287", "bytes=524288-786431", "bytes=524288-786431",
+    "bytes=786432-999999"]);
+  assert.equal(progress.at(-1), bytes.length);
+  assert.equal(out.etag, `"${entry.content_hash}"`);
+});

@@ -1,6 +1,7 @@
 // Downloads through HTTP Range (protocol.md, "Downloading a file"): the content is fetched in
 // segments, so a dropped connection resumes from the last byte received, and a file changed
-// meanwhile (another ETag) is detected instead of being spliced from two revisions.
+// meanwhile (another ETag) is detected instead of being spliced from two revisions (pass `rev`
+// to pin one revision).
 
 import { ApiError, errorFrom } from "./api.js";
 import { backoffDelay, sleep } from "./backoff.js";
@@ -11,11 +12,11 @@ const SEGMENT = 8 * 1024 * 1024;
  * @param {import("./api.js").Api} api
  * @param {number} id the file's id
  * @param {{rev?: number, start?: number, end?: number, onProgress?: (done: number, total: number) => void,
- *          signal?: AbortSignal, maxFailures?: number}} [options] `end` is exclusive
+ *          signal?: AbortSignal, maxFailures?: number, segment?: number}} [options] `end` is exclusive
  * @returns {Promise<{blob: Blob, etag: string, size: number}>}
  */
 export async function downloadBlob(api, id, options = {}) {
-  const { rev, onProgress, signal, maxFailures = 30 } = options;
+  const { rev, onProgress, signal, maxFailures = 30, segment = SEGMENT } = options;
   const url = new URL(api.contentUrl(id));
   if (rev !== undefined) url.searchParams.set("rev", String(rev));
   /** @type {BlobPart[]} */
@@ -26,10 +27,9 @@ export async function downloadBlob(api, id, options = {}) {
   let size = 0;
   let failures = 0;
   while (end === undefined || pos < end) {
-    const last = (end === undefined ? pos + SEGMENT : Math.min(end, pos + SEGMENT)) - 1;
+    const last = (end === undefined ? pos + segment : Math.min(end, pos + segment)) - 1;
     try {
       const headers = api.headers({ Range: `bytes=${pos}-${last}` });
-      if (etag) headers["If-Range"] = etag;
       let resp;
       try {
         resp = await api.fetch(url, { headers, signal });
