@@ -68,10 +68,13 @@ export class Transfers {
   /** @param {Job} job */
   async #run(job) {
     const { file, path } = job;
+    /** @type {string | undefined} */
+    let uploadId;
     const options = {
       parentRev: job.parentRev, mtime: file.lastModified, mime: guessMime(file), scan: scanInWorker,
       signal: job.controller.signal,
       onProgress: (/** @type {import("../lib/upload.js").UploadProgress} */ p) => {
+        uploadId = p.uploadId || uploadId;
         job.sent = p.sent;
         job.bar.value = p.phase === "hashing" ? 0 : p.sent;
         job.label.textContent = p.phase === "hashing" ? `Scanning ${percent(p.hashed, p.total)}`
@@ -97,6 +100,8 @@ export class Transfers {
       job.state = "failed";
       const aborted = /** @type {Error} */ (err)?.name === "AbortError" || job.controller.signal.aborted;
       job.label.textContent = aborted ? "Cancelled" : `Failed: ${/** @type {Error} */ (err).message}`;
+      // Cancelled for good: let the server drop the session now rather than when it expires.
+      if (aborted && uploadId) this.ctx.api.abandon(uploadId).catch(() => {});
       job.row.classList.add("failed");
       if (!aborted) this.ctx.notify(`Upload of ${path} failed: ${/** @type {Error} */ (err).message}`, "error");
     }

@@ -23,8 +23,8 @@ export function avgChunkSize(fileSize) {
 }
 
 // The gear table split into high and low 32-bit halves, and its left shift by one (GEAR_LS).
-const G_HI = new Uint32Array(256), G_LO = new Uint32Array(256);
-const GL_HI = new Uint32Array(256), GL_LO = new Uint32Array(256);
+const G_HI = new Int32Array(256), G_LO = new Int32Array(256);
+const GL_HI = new Int32Array(256), GL_LO = new Int32Array(256);
 for (let i = 0; i < 256; i++) {
   const hi = GEAR[2 * i], lo = GEAR[2 * i + 1];
   G_HI[i] = hi; G_LO[i] = lo;
@@ -52,7 +52,8 @@ export function cdcConfig(avg) {
 
 /**
  * Length of the next chunk of buf[start, end): pyfastcdc's _cut_gear, with the 64-bit gear hash
- * kept as two unsigned 32-bit halves.
+ * kept as two 32-bit halves in int32 arithmetic (what V8 runs fastest). Two passes as in FastCDC:
+ * the stricter mask below the average size, the looser one after it (normalized chunking).
  * @param {CdcConfig} c @param {Uint8Array} buf @param {number} start @param {number} end
  */
 export function cut(c, buf, start, end) {
@@ -61,27 +62,30 @@ export function cut(c, buf, start, end) {
   let center = c.avg;
   if (remaining > c.max) remaining = c.max;
   else if (remaining < center) center = remaining;
-  let hi = 0, lo = 0, sum = 0, b = 0;
-  const startPos = c.min & ~1, midPos = center & ~1, endPos = remaining & ~1;
-  for (let pos = startPos; pos < endPos; pos += 2) {
-    const small = pos < midPos;  // below the average: the stricter mask (normalized chunking)
-    // hash = (hash << 2) + GEAR_LS[byte]
-    b = buf[start + pos];
-    hi = ((hi << 2) | (lo >>> 30)) >>> 0;
-    sum = ((lo << 2) >>> 0) + GL_LO[b];
-    lo = sum >>> 0;
-    hi = (hi + GL_HI[b] + (sum > 0xffffffff ? 1 : 0)) >>> 0;
-    if (small ? ((hi & c.sLsHi) === 0 && (lo & c.sLsLo) === 0) : ((hi & c.lLsHi) === 0 && (lo & c.lLsLo) === 0)) {
-      return pos;
+  const gHi = G_HI, gLo = G_LO, glHi = GL_HI, glLo = GL_LO;
+  let hi = 0, lo = 0;
+  let mLsHi = c.sLsHi | 0, mLsLo = c.sLsLo | 0, mHi = c.sHi | 0, mLo = c.sLo | 0;
+  let pos = c.min & ~1;
+  let stop = center & ~1;
+  for (let pass = 0; pass < 2; pass++) {
+    for (; pos < stop; pos += 2) {
+      // hash = (hash << 2) + GEAR_LS[byte]   (mod 2^64)
+      // The carry out of the low halves is the top bit of (x>>>1) + (y>>>1) + (x & y & 1).
+      let b = buf[start + pos];
+      let x = lo << 2;
+      let y = glLo[b];
+      hi = (((hi << 2) | (lo >>> 30)) + glHi[b] + (((x >>> 1) + (y >>> 1) + (x & y & 1)) >>> 31)) | 0;
+      lo = (x + y) | 0;
+      if ((lo & mLsLo) === 0 && (hi & mLsHi) === 0) return pos;
+      // hash = hash + GEAR[next byte]
+      b = buf[start + pos + 1];
+      y = gLo[b];
+      hi = (hi + gHi[b] + (((lo >>> 1) + (y >>> 1) + (lo & y & 1)) >>> 31)) | 0;
+      lo = (lo + y) | 0;
+      if ((lo & mLo) === 0 && (hi & mHi) === 0) return pos + 1;
     }
-    // hash = hash + GEAR[next byte]
-    b = buf[start + pos + 1];
-    sum = lo + G_LO[b];
-    lo = sum >>> 0;
-    hi = (hi + G_HI[b] + (sum > 0xffffffff ? 1 : 0)) >>> 0;
-    if (small ? ((hi & c.sHi) === 0 && (lo & c.sLo) === 0) : ((hi & c.lHi) === 0 && (lo & c.lLo) === 0)) {
-      return pos + 1;
-    }
+    mLsHi = c.lLsHi | 0; mLsLo = c.lLsLo | 0; mHi = c.lHi | 0; mLo = c.lLo | 0;
+    stop = remaining & ~1;
   }
   return remaining;
 }

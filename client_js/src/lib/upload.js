@@ -9,7 +9,7 @@ import { scanBlob } from "./scan.js";
 
 /**
  * @typedef {"hashing" | "uploading" | "committing" | "done"} UploadPhase
- * @typedef {{phase: UploadPhase, hashed: number, sent: number, total: number}} UploadProgress
+ * @typedef {{phase: UploadPhase, hashed: number, sent: number, total: number, uploadId?: string}} UploadProgress
  * @typedef {(blob: Blob, opts: import("./scan.js").ScanOptions) => Promise<import("./scan.js").ScanResult>} Scanner
  * @typedef {{parentRev?: number | null, mtime?: number, mime?: string, scan?: Scanner,
  *            onProgress?: (p: UploadProgress) => void, signal?: AbortSignal, concurrency?: number,
@@ -28,7 +28,8 @@ export async function uploadBlob(api, blob, path, options = {}) {
   const { parentRev = null, mtime, mime, scan = scanBlob, onProgress, signal, concurrency = 4, maxFailures = 30 }
     = options;
   const total = blob.size;
-  const progress = { phase: /** @type {UploadPhase} */ ("hashing"), hashed: 0, sent: 0, total };
+  /** @type {UploadProgress} */
+  const progress = { phase: "hashing", hashed: 0, sent: 0, total };
   const report = () => onProgress?.({ ...progress });
   report();
   const { chunks } = await scan(blob, { signal, onProgress: (n) => { progress.hashed = n; report(); } });
@@ -57,6 +58,7 @@ export async function uploadBlob(api, blob, path, options = {}) {
   };
   let session = await retrying(() => api.announce(body, signal));
   progress.phase = "uploading";
+  progress.uploadId = session.upload_id;  // a caller that cancels for good may abandon it
   for (;;) {
     const missingBytes = session.missing.reduce((n, m) => n + m.size, 0);
     // Deduplicated and already-stored chunks count as sent.
