@@ -6,6 +6,7 @@ on any console error. Screenshots of the main views land in test-artifacts/web/.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import struct
@@ -338,3 +339,23 @@ def test_accessible_markup(pages: Pages) -> None:
     expect(row(page, "x.txt")).to_be_visible()
     assert page.evaluate(AUDIT) == []
     assert page.get_by_role("table", name="All files").is_visible()
+
+
+def test_cancel_an_upload(pages: Pages) -> None:
+    pages.allow("net::ERR_FAILED")
+    user = pages.new_user()
+    page = pages.signed_in(user)
+    held = []
+    page.route("**/api/v1/blobs/up/**", lambda route: held.append(route))  # chunk PUTs never answer
+    page.locator("#upload-files").set_input_files([{"name": "big.bin", "mimeType": "application/octet-stream",
+                                                     "buffer": secrets.token_bytes(400_000)}])
+    expect(page.locator(".transfer-state")).to_have_text(re.compile(r"^\d+%$"))  # sending, not scanning
+    with page.expect_request(lambda r: r.method == "DELETE" and "/api/v1/uploads/" in r.url):
+        page.get_by_role("button", name="Cancel upload of /big.bin").click()
+    expect(page.locator(".transfer-state")).to_have_text("Cancelled")
+    expect(page.get_by_role("button", name="Cancel upload of /big.bin")).to_be_hidden()
+    for route in held:
+        with contextlib.suppress(Exception):  # the browser cancelled that request already
+            route.abort()
+    expect(row(page, "big.bin")).to_have_count(0)
+    assert names_on_server(pages.server, user) == []
