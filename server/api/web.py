@@ -15,6 +15,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from server.api.http import services
 from server.core.errors import ErrorCode, SatchelError
@@ -28,6 +29,19 @@ CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'se
        "connect-src 'self' blob: ws: wss: http: https:; img-src 'self' blob: data:; media-src 'self' blob:; "
        "frame-src 'self' blob:; object-src 'self' blob:; style-src 'self'; base-uri 'none'; "
        "form-action 'self'; frame-ancestors 'none'")
+
+
+class WholeFile(FileResponse):
+    """A built file, always whole: these are small, and Starlette's own Range handling would answer
+    a bad Range header in plain text instead of the API's JSON errors."""
+
+    def __init__(self, path: Path, **kw: object) -> None:
+        super().__init__(path, **kw)  # type: ignore[arg-type]
+        del self.headers["accept-ranges"]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]}
+        await super().__call__(scope, receive, send)
 
 
 def web_dir(request: Request) -> Path:
@@ -46,7 +60,7 @@ async def index(request: Request) -> Response:
     page = root / "index.html"
     if not page.is_file():
         raise _not_built(root)
-    return FileResponse(page, media_type="text/html; charset=utf-8", headers={
+    return WholeFile(page, media_type="text/html; charset=utf-8", headers={
         "Cache-Control": "no-cache", "Content-Security-Policy": CSP,
         "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
 
@@ -58,7 +72,7 @@ async def asset(request: Request) -> Response:
     path = root / "assets" / name
     if not _ASSET.fullmatch(name) or not path.is_file():
         raise SatchelError(ErrorCode.not_found, "no such asset")
-    return FileResponse(path, headers={"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"})
+    return WholeFile(path, headers={"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"})
 
 
 routes = [

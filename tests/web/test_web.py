@@ -74,6 +74,11 @@ def test_built_app_is_served_with_caching_headers(web_server: ServerProcess) -> 
         resp = httpx.get(web_server.url + a, timeout=10)
         assert resp.status_code == 200
         assert resp.headers["cache-control"] == "public, max-age=31536000, immutable"
+    # Always the whole file, whatever the Range header says (never a plain-text error).
+    for rng in ("bytes=0-10", "bytes=5-1", "bytes=99999999-", "pages=1"):
+        whole = httpx.get(web_server.url + assets[0], headers={"Range": rng}, timeout=10)
+        assert (whole.status_code, len(whole.content)) == (200, int(whole.headers["content-length"])), rng
+        assert "accept-ranges" not in whole.headers
     missing = httpx.get(web_server.url + "/assets/app-NOPE.js", timeout=10)
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
     assert httpx.get(web_server.url + "/assets/..%2Findex.html", timeout=10).status_code == 404

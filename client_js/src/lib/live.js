@@ -116,11 +116,12 @@ export class LiveClient {
           resolve: (body) => {
             welcomed = true;
             this.welcome = body;
-            this.attempt = 0;
             this.#setStatus("open");
             this.#watchdog();
             this.#emit("open", body);
-            this.#restore().catch(() => ws.close(CloseCode.normal));
+            // The backoff restarts only once the subscriptions are back: a session that keeps
+            // failing to restore them keeps backing off instead of reconnecting in a tight loop.
+            this.#restore().then(() => { this.attempt = 0; }, () => ws.close(CloseCode.normal));
             resolve(body);
           },
           reject,
