@@ -283,11 +283,24 @@ def test_previews_of_image_pdf_and_text_and_a_stale_badge(pages: Pages) -> None:
     expect(dialog.locator("pre")).to_have_text("# Hello\nSatchel ✓\n")
     stale = dialog.get_by_text("Newer version available")
     expect(stale).to_be_hidden()
-    upload_bytes(pages.server, user, "/readme.md", b"# Hello again\n", parent_rev=int(text["rev"]))  # type: ignore[call-overload]
+    second = upload_bytes(pages.server, user, "/readme.md", b"# Hello again\n", parent_rev=int(text["rev"]))  # type: ignore[call-overload]
     expect(stale).to_be_visible(timeout=5_000)
     screenshot(page, "preview-text-stale")
     page.keyboard.press("Escape")
     expect(row(page, "readme.md").locator(".col-size")).to_have_text("14 B")
+
+    # In the listing, a file whose new revision was announced is marked stale until its entry is in.
+    held = []
+    page.route("**/api/v1/files/*", lambda route: held.append(route))
+    upload_bytes(pages.server, user, "/readme.md", b"# Third\n", parent_rev=int(second["rev"]))  # type: ignore[call-overload]
+    badge = row(page, "readme.md").get_by_text("stale")
+    expect(badge).to_be_visible(timeout=5_000)
+    screenshot(page, "files-stale")
+    for route in held:
+        route.continue_()
+    page.unroute("**/api/v1/files/*")
+    expect(badge).to_have_count(0)
+    expect(row(page, "readme.md").locator(".col-size")).to_have_text("8 B")
 
 
 def test_presence_avatars_appear_and_disappear(pages: Pages) -> None:
