@@ -23,7 +23,7 @@ from server.api import accounts as accounts_api
 from server.api import changes as changes_api
 from server.api import files as files_api
 from server.api import history as history_api
-from server.api import meta
+from server.api import meta, web
 from server.api import search as search_api
 from server.api import shares as shares_api
 from server.api.http import on_http_error, on_satchel_error, on_unexpected
@@ -90,6 +90,7 @@ def create_app(config: Config) -> Starlette:
     ]
     routes.append(meta.openapi_route(routes, satchel_version()))
     routes.append(WebSocketRoute("/api/v1/ws", websocket_endpoint))
+    routes.extend(web.routes)  # after openapi_route: the web app's files are not part of the API
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

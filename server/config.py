@@ -62,6 +62,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_chunks", "SATCHEL_MAX_CHUNKS", "200000", "Most chunks one file may have.", "int"),
     Setting("default_quota", "SATCHEL_DEFAULT_QUOTA", "0", "Storage quota of a new user (0 = unlimited).", "size"),
     Setting("log_level", "SATCHEL_LOG_LEVEL", "info", "debug, info, warning or error."),
+    Setting("web_dir", "SATCHEL_WEB_DIR", "", "Folder of the built web app (index.html, assets/); "
+            "empty = client_js/dist of this checkout."),
 )
 
 
@@ -105,6 +107,7 @@ class Config:
     max_chunks: int = 200_000
     default_quota: int = 0
     log_level: str = "info"
+    web_dir: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Config:
