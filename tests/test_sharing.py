@@ -227,6 +227,8 @@ def _j(path: str, body: Callable[[World, str], dict[str, Any]]) -> Req:
 REST: dict[tuple[str, str], tuple[Req, Cell]] = {
     ("GET", "/health"): (_q("/health"), PUBLIC_ROUTE),
     ("GET", "/openapi.json"): (_q("/openapi.json"), PUBLIC_ROUTE),
+    ("GET", "/"): (_q("/"), PUBLIC_ROUTE),  # the web app's page: it signs in by itself
+    ("GET", "/assets/{name}"): (_q("/assets/nothing-here.js"), {a: "not_found" for a in ACTORS}),
     ("POST", "/api/v1/auth/signup"): (_j("/api/v1/auth/signup", lambda w, a: {"name": "x", "password": "short"}),
                                       {a: "bad_request" for a in ACTORS}),
     ("POST", "/api/v1/auth/login"): (_j("/api/v1/auth/login", lambda w, a: {
