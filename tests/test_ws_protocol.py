@@ -54,6 +54,7 @@ BODIES: dict[MsgType, dict[str, Any]] = {
     MsgType.change: {"ns": 7, "seq": 4, "cursor": "v1.7.4", "op": "modify", "kind": "file", "path": "/a",
                      "delta": {"base_rev": 3, "ops": [[0, 2], [H, 5, b"hello"]]}},
     MsgType.resync: {"ns": 7, "cursor": "v1.7.4", "reason": "slow_consumer"},
+    MsgType.revoked: {"ns": 7, "cursor": "v1.7.4", "reason": "access_removed"},
     MsgType.commit: {"path": "/a", "parent_rev": 3, "size": 10, "ops": [[0, 1], b"hello"], "mtime": 1},
     MsgType.committed: {"entry": {"id": 1, "path": "/a", "rev": 4}},
     MsgType.presence_set: {"ns": 7, "path": "/a", "state": "viewing"},
@@ -153,7 +154,7 @@ def test_frame_of_exactly_max_size_decodes() -> None:
     assert decode(data).type is MsgType.commit
 
 
-@pytest.mark.parametrize("mtype", [0, 6, 9, 16, 19, 22, 29, 33, 99, -1, 2**40])
+@pytest.mark.parametrize("mtype", [0, 6, 9, 17, 19, 22, 29, 33, 99, -1, 2**40])
 def test_unknown_type_is_an_error_not_a_close(mtype: int) -> None:
     with pytest.raises(ProtocolError) as info:
         decode(pack([mtype, 17, {}]))

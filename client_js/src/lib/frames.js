@@ -11,7 +11,7 @@ export const MAX_FRAME = 1024 * 1024;
 /** Message type codes; retired codes are never reused. */
 export const MsgType = Object.freeze({
   hello: 1, welcome: 2, ping: 3, pong: 4, error: 5,
-  subscribe: 10, subscribed: 11, unsubscribe: 12, unsubscribed: 13, change: 14, resync: 15,
+  subscribe: 10, subscribed: 11, unsubscribe: 12, unsubscribed: 13, change: 14, resync: 15, revoked: 16,
   commit: 20, committed: 21,
   presence_set: 30, presence: 31, presence_event: 32,
 });

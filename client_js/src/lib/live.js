@@ -21,6 +21,7 @@ export class LiveError extends Error {
  * @typedef {"connecting" | "open" | "reconnecting" | "closed"} LiveStatus
  * @typedef {{ns: number, seq: number | null, cursor: string | null}} Subscription
  * @typedef {{open: any, change: any, presence: any, presence_event: any, status: LiveStatus, resync: any,
+ *            revoked: {ns: number, cursor: string, reason: string},
  *            reset: {ns: number, code: string}, closed: {code: number, reason: string}}} LiveEvents
  * @typedef {{WebSocket?: any, url?: string, client?: string, maxDelayMs?: number}} LiveOptions
  */
@@ -62,6 +63,7 @@ export class LiveClient {
       [MsgType.ping]: (f) => this.#send(MsgType.pong, f.id, {}),
       [MsgType.change]: (f) => this.#queueChange(f.body),
       [MsgType.resync]: (f) => this.#onResync(f.body),
+      [MsgType.revoked]: (f) => this.#onRevoked(f.body),
       [MsgType.presence_event]: (f) => this.#emit("presence_event", f.body),
     };
   }
@@ -274,6 +276,13 @@ export class LiveClient {
     this.#emit("resync", body);
     const sub = this.subs.get(body.ns);
     if (sub) this.#resubscribe(body.ns, sub.cursor || body.cursor).catch(() => this.ws?.close(CloseCode.normal));
+  }
+
+  /** Access to a shared namespace ended: the server dropped the subscription; never resubscribe.
+   * @param {Record<string, any>} body */
+  #onRevoked(body) {
+    this.subs.delete(body.ns);
+    this.#emit("revoked", body);
   }
 
   /**
