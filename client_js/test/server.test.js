@@ -222,3 +222,59 @@ test("a download resumes from the last byte received after the connection drops"
   assert.equal(progress.at(-1), bytes.length);
   assert.equal(out.etag, `"${entry.content_hash}"`);
 });
+
+test("versions, trash, quota and search through the Api", async () => {
+  const { api } = await user();
+  const first = await uploadBlob(api, new Blob(["alpha marmalade\n"]), "/hist/jam.txt", { mime: "text/plain" });
+  await uploadBlob(api, new Blob(["beta\n"]), "/hist/jam.txt", { parentRev: first.rev });
+  const { revisions } = await api.revisions(first.id);
+  assert.deepEqual(revisions.map((r) => r.current), [true, false]);
+  const restored = await api.restoreRevision(first.id, first.rev);
+  assert.equal(restored.content_hash, first.content_hash);
+  assert.ok(restored.rev > revisions[0].rev);
+
+  const found = await api.search("marmal", { path: "/hist" });
+  assert.deepEqual(found.entries.map((e) => e.path), ["/hist/jam.txt"]);
+  await assert.rejects(api.search(""), (err) => err instanceof ApiError && err.code === "bad_request");
+
+  const q = await api.quota();
+  assert.ok(q.used >= first.size && q.limit === 0 && q.available === null);
+
+  const gone = await api.delete("/hist/jam.txt");
+  const { entries } = await api.trash({ path: "/hist" });
+  assert.equal(entries[0].path, "/hist/jam.txt");
+  assert.ok(entries[0].deleted_at);
+  assert.equal((await api.restoreTrash({ id: gone.id })).path, "/hist/jam.txt");
+  await api.delete("/hist/jam.txt");
+  assert.equal((await api.purgeTrash({ path: "/hist/jam.txt" })).id, gone.id);
+  await assert.rejects(api.restoreTrash({ id: gone.id }), (err) => err instanceof ApiError && err.code === "not_found");
+});
+
+test("sharing and links through the Api, and a link with a password read without an account", async () => {
+  const owner = await newUser();
+  const friend = await newUser();
+  await uploadBlob(owner.api, new Blob(["shared bytes"]), "/Crew/list.txt");
+  const shared = await owner.api.share("/Crew", [{ user: friend.name, role: "viewer" }]);
+  const me = shared.members.find((m) => m.user === friend.name);
+  assert.equal(me?.role, "viewer");
+  const mine = await friend.api.shares();
+  assert.deepEqual(mine.shares.map((s) => [s.path, s.role]), [["/Crew", "viewer"]]);
+  await assert.rejects(uploadBlob(friend.api, new Blob(["no"]), "/Crew/no.txt"),
+    (err) => err instanceof ApiError && err.code === "forbidden");
+  const changed = await owner.api.setMemberRole(shared.ns, /** @type {any} */ (me).user_id, "editor");
+  assert.equal(changed.members.find((m) => m.user === friend.name)?.role, "editor");
+  await friend.api.leaveShare(shared.ns);
+  assert.deepEqual((await friend.api.shares()).shares, []);
+
+  const link = await owner.api.createLink({ path: "/Crew/list.txt", expires: "1d", password: "pass word" });
+  assert.ok(link.token?.startsWith("satl_") && link.has_password && link.expires_at);
+  const stranger = new Api(SERVER);
+  await assert.rejects(stranger.publicLink(link.token), (err) => err instanceof ApiError && err.code === "password_required");
+  assert.equal((await stranger.publicLink(link.token, { password: "pass word" })).entry.name, "list.txt");
+  const resp = await stranger.publicContent(link.token, { password: "pass word" });
+  assert.equal(await resp.text(), "shared bytes");
+  assert.deepEqual((await owner.api.links()).links.map((l) => l.id), [link.id]);
+  await owner.api.revokeLink(link.id);
+  await assert.rejects(stranger.publicLink(link.token, { password: "pass word" }),
+    (err) => err instanceof ApiError && err.code === "not_found");
+});

@@ -53,3 +53,14 @@ export function confirmDialog(title, message, confirm) {
     dialog.showModal();
   });
 }
+
+/**
+ * Give focus back to what opened a dialog; if the listing was redrawn meanwhile (a live change),
+ * to its replacement: the button with the same accessible name. @param {HTMLElement | null} opener
+ */
+export function refocus(opener) {
+  const label = opener?.getAttribute("aria-label");
+  const target = opener?.isConnected ? opener
+    : label ? /** @type {HTMLElement | null} */ (document.querySelector(`[aria-label="${CSS.escape(label)}"]`)) : null;
+  target?.focus();
+}

@@ -81,7 +81,8 @@ export class FilesView {
     try {
       const { entries } = await this.ctx.api.list(path);
       if (this.path !== path) return;
-      this.entries = new Map(entries.map((e) => [e.id, e]));
+      // Mounts of shared folders have no node id here: give them keys no node can have.
+      this.entries = new Map(entries.map((e, i) => [e.id ?? -1 - i, e]));
       this.stale.clear();
       this.render();
     } catch (err) {
@@ -146,11 +147,13 @@ export class FilesView {
       : h("button.name-button.link", { type: "button", onclick: () => this.openPreview(e), "aria-label": `Preview ${e.name}` }, e.name);
     const act = (/** @type {string} */ label, /** @type {() => void} */ fn, cls = "") => h(`button.small${cls}`,
       { type: "button", text: label, "aria-label": `${label} ${e.name}`, onclick: fn });
-    return h("tr", { "data-id": String(e.id), "data-name": e.name, "data-kind": e.kind },
+    return h("tr", { "data-id": String(e.id ?? `mount-${e.path}`), "data-name": e.name, "data-kind": e.kind },
       h("td.col-name", {}, h("div.name-wrap", {},
         h(`span.icon.icon-${type}`, { role: "img", "aria-label": TYPE_LABEL[type] }),
         open,
-        this.stale.has(e.id) ? h("span.badge.stale", { title: "A newer version is on its way", text: "stale" }) : null)),
+        this.stale.has(e.id) ? h("span.badge.stale", { title: "A newer version is on its way", text: "stale" }) : null,
+        e.share ? h("span.badge.shared", { title: `Shared folder (you are ${e.share.role === "owner" ? "its owner" : `a ${e.share.role}`})`,
+          text: e.share.role === "owner" ? "shared" : `shared · ${e.share.role}` }) : null)),
       h("td.col-size", { text: e.kind === "dir" ? "—" : formatSize(e.size) }),
       h("td.col-date", {}, h("time", { datetime: e.modified_at, text: formatDate(e.modified_at) })),
       h("td.col-actions", {},
@@ -167,6 +170,11 @@ export class FilesView {
   #onChange(c) {
     const inHere = (/** @type {string | undefined} */ p) => p !== undefined && p !== "/" && dirname(p) === this.path;
     const under = (/** @type {string} */ p) => this.path === p || this.path.startsWith(`${p}/`);
+    if (c.kind === "mount") {  // a folder was shared, or a share mounted, moved or left: list again
+      if (inHere(c.path) || inHere(c.old_path)) this.show(this.path);
+      return;
+    }
+    if (c.kind === "member") return;  // who is in a share: the share dialog's business
     if (this.preview && this.preview.entry.id === c.id && c.rev) this.preview.markStale(c.rev);
     if ((c.op === "delete" && under(c.path)) || (c.op === "move" && under(c.old_path))) {
       // The folder on screen was deleted or moved away: follow it, or go up.
@@ -284,16 +292,26 @@ export class FilesView {
   /** @param {Entry} e */
   async remove(e) {
     if (await confirmDialog(`Delete ${e.name}?`, `${e.kind === "dir" ? "The folder and everything in it" : "The file"} will be moved to the trash.`, "Delete")) {
-      await this.#act(() => this.ctx.api.delete(e.path), `Deleted ${e.name}`);
+      let trashed = 0;  // set before Undo can be pressed (the notice comes after the delete)
+      await this.#act(async () => { trashed = (await this.ctx.api.delete(e.path)).id; }, `Deleted ${e.name}`, {
+        label: "Undo", run: () => this.#act(() => this.ctx.api.restoreTrash({ id: trashed }), `Restored ${e.name}`),
+      });
     }
   }
 
-  /** Run one change, then list again (the live feed would do it too, a moment later). @param {() => Promise<unknown>} fn @param {string} done */
-  async #act(fn, done) {
+  /**
+   * Run one change, then list again (the live feed would do it too, a moment later). An undo
+   * action rides on the notice, and takes the focus (the row it was pressed on is gone).
+   * @template T @param {() => Promise<T>} fn @param {string} done @param {{label: string, run: () => void}} [undo]
+   * @returns {Promise<T | undefined>}
+   */
+  async #act(fn, done, undo) {
     try {
-      await fn();
-      this.ctx.notify(done);
+      const out = await fn();
+      const toast = this.ctx.notify(done, "info", undo);
+      /** @type {HTMLElement | null | undefined} */ (toast?.querySelector("button"))?.focus();
       await this.show(this.path);
+      return out;
     } catch (err) {
       const msg = err instanceof ApiError && err.code === "path_exists" ? "Something with that name is already there."
         : /** @type {Error} */ (err).message;

@@ -5,7 +5,8 @@ import { Api, ApiError } from "../lib/api.js";
 import { h, mount } from "./dom.js";
 import { FilesView, folderHash } from "./files.js";
 import { LiveState } from "./live-state.js";
-import { navItems, views } from "./registry.js";
+import "./features.js";
+import { headerItems, navItems, publicViews, views } from "./registry.js";
 import { loadSession, saveSession } from "./session.js";
 import { signInView } from "./signin.js";
 
@@ -13,6 +14,12 @@ const root = /** @type {HTMLElement} */ (document.getElementById("app"));
 const api = new Api("");
 
 function start() {
+  const [, name = "", ...rest] = (location.hash || "").slice(1).split("/");
+  const publicView = publicViews.get(name);
+  if (publicView) {  // a link holder's page: no account needed
+    mount(root, publicView(new Api(""), rest.map(decodeURIComponent).join("/")));
+    return;
+  }
   const session = loadSession();
   if (!session) return showSignIn();
   api.token = session.token;
@@ -46,11 +53,13 @@ async function signedIn(user) {
   const ctx = {
     api, live, account,
     navigate: (hash) => { if (location.hash !== hash) location.hash = hash; else route(); },
-    notify: (msg, kind = "info") => {
+    notify: (msg, kind = "info", action) => {
       const box = kind === "error" ? errors : toasts;
-      const t = h("p.toast", { class: kind, text: msg });
+      const t = h("p.toast", { class: kind }, msg, action
+        ? h("button.small.toast-action", { type: "button", text: action.label, onclick: () => { t.remove(); action.run(); } }) : null);
       box.append(t);
-      setTimeout(() => t.remove(), kind === "error" ? 10_000 : 4_000);
+      setTimeout(() => t.remove(), kind === "error" || action ? 10_000 : 4_000);
+      return t;
     },
   };
   const showStatus = (/** @type {string} */ s) => {
@@ -76,7 +85,7 @@ async function signedIn(user) {
   const nav = h("nav.main-nav", { "aria-label": "Main" }, h("ul", {}, navItems.map((n) => h("li", {}, h("a", { href: n.href, "data-nav": n.id, text: n.label })))));
   const header = h("header.app-header", {},
     h("a.brand", { href: folderHash("/"), text: "Satchel" }), nav,
-    h("div.header-right", {}, status,
+    h("div.header-right", {}, headerItems.map((item) => item(ctx)), status,
       h("span.user", { text: user.name, title: `Signed in as ${user.name}` }),
       h("button.small", { type: "button", text: "Sign out", onclick: signOut })));
   const area = h("div.view");
