@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from python_client.live import CursorStore, watch_changes
+from python_client.sync.model import DIR, FILE, LocalNode, Op, RemoteNode, SyncedNode
+from python_client.sync.planner import plan
 from python_client.sync.status import BLOCKED, NOT_SYNCED, UP_TO_DATE, folder_status
 from tests.harness.server import ServerProcess
 from tests.sync_helpers import Dev, close_dev, make_dev, snapshot
@@ -192,3 +194,65 @@ async def test_watch_changes_follows_new_mounts_and_drops_removed_ones(people: d
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def test_planner_never_moves_across_a_mount() -> None:
+    """Into or out of a shared folder is an upload and a delete; the mount point itself moves."""
+    remote = {"/S": RemoteNode(DIR, -7), "/S/f": RemoteNode(FILE, 10, 1, 3, "h"), "/g": RemoteNode(FILE, 11, 2, 3, "k")}
+    synced = {"/S": SyncedNode(DIR, -7, inode=1), "/S/f": SyncedNode(FILE, 10, 1, 3, 5, 2, "h"),
+              "/g": SyncedNode(FILE, 11, 2, 3, 5, 3, "k")}
+    local = {"/S": LocalNode(DIR, inode=1), "/f": LocalNode(FILE, 3, 5, 2, "h"), "/S/g": LocalNode(FILE, 3, 5, 3, "k")}
+    acts = {(a.op, a.path) for a in plan(remote, local, synced, device="d", day="2026-01-01", mounts=["/S"])}
+    assert acts == {(Op.upload, "/f"), (Op.upload, "/S/g"), (Op.delete_remote, "/S/f"), (Op.delete_remote, "/g")}
+    local = {"/T": LocalNode(DIR, inode=1), "/T/f": LocalNode(FILE, 3, 5, 2, "h"), "/g": LocalNode(FILE, 3, 5, 3, "k")}
+    acts = {(a.op, a.path) for a in plan(remote, local, synced, device="d", day="2026-01-01", mounts=["/S"])}
+    assert acts == {(Op.move_remote, "/S")}
+    # the mount folder deleted on disk: downloaded again, nothing deleted for the other members
+    acts = {(a.op, a.path) for a in plan(remote, {}, synced, device="d", day="2026-01-01", mounts=["/S"])}
+    assert acts == {(Op.mkdir_local, "/S"), (Op.download, "/S/f"), (Op.delete_remote, "/g")}
+
+
+async def _wait_for(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.1)
+    assert check(), what
+
+
+async def test_daemon_gets_a_new_share_live_and_stops_when_removed(people: dict[str, Dev], tmp_path: Path) -> None:
+    """Live, not by the 60 s rescan: the doorbell follows the new mount's journal, and a removal
+    stops the folder at once."""
+    from python_client.api import SatchelClient
+    from python_client.sync.daemon import Daemon
+    from tests.conftest import PASSWORD
+
+    alice, carol = people["alice"], people["carol"]
+    alice.write("Team/doc.txt", b"v1")
+    await alice.sync()
+    client = SatchelClient(alice.client.server)
+    await client.login(carol.user, PASSWORD, "carol-daemon")  # type: ignore[attr-defined]
+    root = tmp_path / "carol-daemon"
+    daemon = Daemon(client, root, device="carol-daemon", device_id=-1, server=client.server,
+                    user=carol.user, excludes=None, settle=0.05)  # type: ignore[attr-defined]
+    task = asyncio.create_task(daemon.run())
+    doc = root / "Team" / "doc.txt"
+    try:
+        await asyncio.sleep(1)  # first round done, the doorbell subscribed
+        members = await alice.client.share("/Team", carol.user, "viewer")  # type: ignore[attr-defined]
+        await _wait_for(lambda: doc.exists() and doc.read_bytes() == b"v1", "the shared folder arrives")
+        alice.write("Team/doc.txt", b"v2")
+        await alice.sync()
+        await _wait_for(lambda: doc.read_bytes() == b"v2", "an edit in the shared folder arrives live")
+        carol_id = next(m["user_id"] for m in members["members"] if m["role"] == "viewer")
+        await alice.client.remove_member(members["ns"], carol_id)
+        await _wait_for(lambda: "/Team" in (daemon.engine.state.get("detached") or []), "the removal is seen live")
+        alice.write("Team/doc.txt", b"v3")
+        await alice.sync()
+        await asyncio.sleep(1.5)
+        assert doc.read_bytes() == b"v2", "a removed member's copy stays and no longer syncs"
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.aclose()

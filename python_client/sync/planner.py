@@ -141,6 +141,15 @@ class _Planner:
             return True
         return False
 
+    def restore_deleted_mounts(self) -> None:
+        """A shared folder's mount deleted on disk comes back rather than emptying the folder for
+        every member (leaving a share is done on the server): its contents count as never synced,
+        so they download again."""
+        for m in self.mounts:
+            if m in self.s and m in self.r and m not in self.l and m not in self.skip:
+                for p in [p for p in self.s if paths.is_within(p, m)]:
+                    del self.s[p]
+
     # -- path by path
     def decide(self, p: str) -> Action | None:
         rn, ln, sn = self.r.get(p), self.l.get(p), self.s.get(p)
@@ -189,6 +198,7 @@ class _Planner:
         for _ in range(10_000):
             if not self.local_moves():
                 break
+        self.restore_deleted_mounts()
         remote_keep: set[str] = set()  # folders that must stay on the server (something below stays)
         local_keep: set[str] = set()
         decided: list[Action] = []
