@@ -86,7 +86,8 @@ def _detach(state: State, ns: int) -> None:
         return
     path = m["path"]
     had = any(paths.is_within(p, path) for p in state.synced)
-    state.drop_remote(path)
+    if state.remote.get(path) == mount_node(ns):  # not something listed there since
+        state.drop_remote(path)
     state.drop_synced(path)
     for p in [p for p in state.blocked if paths.is_within(p, path)]:
         state.unblock(p)
