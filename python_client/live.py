@@ -213,30 +213,37 @@ async def watch_changes(client: SatchelClient, store: CursorStore | None = None,
     One loop handles every push: a change at ``last + 1`` is new; at or below ``last`` a duplicate
     (replay and live overlap); further ahead a gap, filled from ``GET /api/v1/changes`` first. A
     ``resync`` re-subscribes from the stored cursor, so the server replays what was dropped.
+
+    Shared folders: a ``revoked`` push ends that namespace's feed (access was removed). Watching
+    every namespace (no *namespaces*), the root journal's ``mount`` entry subscribes to the new
+    shared folder (from now) and ``unmount`` drops it.
     """
     assert client.token, "log in first"
     store = store or CursorStore()
+    wanted = None if namespaces is None else list(namespaces)
     attempt = 0
     while True:
         try:
             async with LiveSession.connect(client.server, client.token) as live:
                 attempt = 0
-                targets = namespaces or [n["ns"] for n in live.welcome["namespaces"]]
-                last: dict[int, int] = {}
-                pending: set[asyncio.Task[dict[str, Any]]] = set()
+                targets = wanted if wanted is not None else [n["ns"] for n in live.welcome["namespaces"]]
+                root = next(n["ns"] for n in live.welcome["namespaces"] if n["path"] == "/") \
+                    if wanted is None else None
+                feeds = _Feeds(client, live, store)
+                last, pending = feeds.last, feeds.pending
                 for ns in targets:
-                    cursor = store.get(ns)
-                    if cursor is None:
-                        cursor = (await client.request("GET", "/api/v1/changes/latest", params={"ns": ns})
-                                  )["cursor"] if from_now else f"v1.{ns}.0"
-                        store.set(ns, cursor)
-                    last[ns] = parse_cursor(cursor)[1]
-                    pending.add(asyncio.create_task(live.subscribe(ns, cursor)))
+                    await feeds.follow(ns, from_start=not from_now)
                 while True:
                     frame = await _next_push(live, pending)
                     ns = int(frame.body.get("ns", -1))
                     if frame.type is MsgType.resync and ns in last:
                         pending.add(asyncio.create_task(live.subscribe(ns, store.get(ns))))
+                        continue
+                    if frame.type is MsgType.revoked and ns in last:
+                        log.info("access to namespace %d ended (%s)", ns, frame.body.get("reason"))
+                        del last[ns]
+                        if wanted is not None:
+                            wanted.remove(ns)
                         continue
                     if frame.type is not MsgType.change or ns not in last:
                         continue
@@ -248,9 +255,13 @@ async def watch_changes(client: SatchelClient, store: CursorStore | None = None,
                             last[ns] = missed["seq"]
                             store.set(ns, missed["cursor"])
                             yield missed
+                            if ns == root and missed["kind"] == "mount":
+                                await feeds.mount_changed(missed)
                     last[ns] = entry["seq"]
                     store.set(ns, entry["cursor"])
                     yield entry
+                    if ns == root and entry["kind"] == "mount":
+                        await feeds.mount_changed(entry)
         except SessionClosed as exc:
             if exc.code == CloseCode.unauthorized:
                 raise SatchelError(ErrorCode.unauthorized, exc.reason) from exc
@@ -261,6 +272,49 @@ async def watch_changes(client: SatchelClient, store: CursorStore | None = None,
             log.info("live session failed (%s); reconnecting", type(exc).__name__)
         attempt += 1
         await asyncio.sleep(min(max_backoff, 0.1 * 2**attempt) * (0.5 + random.random()))
+
+
+class _Feeds:
+    """The namespaces one session follows: the last seq seen of each, and subscriptions in flight."""
+
+    def __init__(self, client: SatchelClient, live: LiveSession, store: CursorStore) -> None:
+        self.client, self.live, self.store = client, live, store
+        self.last: dict[int, int] = {}
+        self.pending: set[asyncio.Task[dict[str, Any]]] = set()
+
+    async def follow(self, ns: int, *, from_start: bool, strict: bool = True) -> None:
+        cursor = self.store.get(ns)
+        if cursor is None:
+            cursor = f"v1.{ns}.0" if from_start else (await self.client.request(
+                "GET", "/api/v1/changes/latest", params={"ns": ns}))["cursor"]
+            self.store.set(ns, cursor)
+        self.last[ns] = parse_cursor(cursor)[1]
+        sub = self.live.subscribe(ns, cursor) if strict else self._subscribe_mount(ns, cursor)
+        self.pending.add(asyncio.create_task(sub))
+
+    async def _subscribe_mount(self, ns: int, cursor: str) -> dict[str, Any]:
+        """A shared folder removed again meanwhile is dropped (its ``unmount`` follows in the
+        root journal), not an error that ends the watch."""
+        try:
+            return await self.live.subscribe(ns, cursor)
+        except SatchelError as exc:
+            if exc.code not in (ErrorCode.not_found, ErrorCode.bad_cursor):
+                raise
+            log.info("cannot follow the shared folder %d: %s", ns, exc.message)
+            self.last.pop(ns, None)
+            return {}
+
+    async def mount_changed(self, entry: dict[str, Any]) -> None:
+        """A shared folder came (follow it from now) or went (its feed ends) in the user's tree."""
+        ns = int(entry["id"])
+        if entry["op"] == "mount" and ns not in self.last:
+            try:
+                await self.follow(ns, from_start=False, strict=False)
+            except SatchelError as exc:  # removed again meanwhile: its unmount follows
+                log.info("cannot follow the new shared folder %d: %s", ns, exc.message)
+        elif entry["op"] == "unmount" and self.last.pop(ns, None) is not None:
+            with contextlib.suppress(SatchelError):  # the server may have ended the feed already
+                await self.live.unsubscribe(ns)
 
 
 async def _next_push(live: LiveSession, pending: set[asyncio.Task[dict[str, Any]]]) -> Frame:

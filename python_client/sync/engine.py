@@ -18,12 +18,15 @@ from python_client.sync.executor import Executor, Outcome
 from python_client.sync.ignore import Ignore
 from python_client.sync.model import DIR, Action, RemoteNode, SyncedNode
 from python_client.sync.planner import plan
-from python_client.sync.remote import pull
-from python_client.sync.scanner import Scan, scan
+from python_client.sync.remote import detached_paths, mounts, pull, set_detached
+from python_client.sync.scanner import Scan, local_path, scan
 from python_client.sync.state import State, state_dir
 from server.core import paths
 
 log = logging.getLogger(__name__)
+
+
+LOST_SHARE = "no longer shared with you: kept on this device, not synced"
 
 
 class FolderInUse(Exception):
@@ -62,8 +65,13 @@ def case_clashes(remote: dict[str, RemoteNode]) -> dict[str, str]:
 
 def views(state: State, root: Path, excludes: Iterable[str], settle: float, fold_case: bool = False
           ) -> tuple[Scan, dict[str, RemoteNode], dict[str, SyncedNode], set[str]]:
-    """The scan, the remote and synced trees without ignored paths, and the paths to skip."""
-    ignore = Ignore(root, excludes)
+    """The scan, the remote and synced trees without ignored paths, and the paths to skip.
+    Shared folders the user lost stay on disk, left alone (reported as not synced)."""
+    detached = [d for d in detached_paths(state) if local_path(root, d).is_dir()]
+    if detached != detached_paths(state):
+        set_detached(state, detached)  # gone from disk: a new folder there syncs again
+        state.commit()
+    ignore = Ignore(root, [*excludes, *detached])
     remote = {p: n for p, n in state.remote.items() if not ignore(p, n.kind == DIR)}
     synced = {p: n for p, n in state.synced.items() if not ignore(p, n.kind == DIR)}
     clashes = case_clashes(remote) if fold_case else {}
@@ -71,12 +79,17 @@ def views(state: State, root: Path, excludes: Iterable[str], settle: float, fold
         remote = {q: n for q, n in remote.items() if not paths.is_within(q, p)}
     found = scan(root, synced, ignore, settle=settle)
     found.problems.update(clashes)
+    found.problems.update({d: LOST_SHARE for d in detached})
     now = time.time()
     skip = set(found.busy) | set(clashes)
     skip |= {p for p, b in state.blocked.items() if b.holds(found.local.get(p), now)}
     for bad in found.unreadable:
         skip |= {p for p in (*remote, *synced) if paths.is_within(p, bad)}
     return found, remote, synced, skip
+
+
+def mount_points(state: State) -> list[str]:
+    return [m["path"] for m in mounts(state).values()]
 
 
 class Engine:
@@ -122,7 +135,7 @@ class Engine:
                                                               self.settle, self.fold_case)
         r.busy = found.busy
         r.actions = plan(remote, found.local, synced, device=self.device, day=time.strftime("%Y-%m-%d"),
-                         skip=skip)
+                         skip=skip, mounts=mount_points(self.state))
         if r.actions:
             log.info("round: %d actions", len(r.actions))
         r.outcome = await self.executor.run(r.actions, found)

@@ -205,9 +205,22 @@ class Executor:
         self._rename(a.path, a.dest)
         self.state.move_synced(a.path, a.dest)
 
+    def _undo_refused(self, a: Action, exc: SatchelError) -> None:
+        """A delete or move the server refuses for good (a viewer of a shared folder): forget the
+        synced state of the old path, so the next round downloads the server's version again and
+        uploads what is new on disk (refused in turn: blocked, the local bytes left in place)."""
+        if exc.code not in (ErrorCode.forbidden, ErrorCode.cross_namespace):
+            raise exc
+        log.warning("%s refused (%s): restoring the server's version", a, exc.message)
+        self.state.drop_synced(a.path)
+        raise Stale() from exc
+
     async def _move_remote(self, a: Action, scan: Scan, stats: TransferStats) -> None:
         assert a.dest
-        await self.client.move(a.path, a.dest)
+        try:
+            await self.client.move(a.path, a.dest)
+        except SatchelError as exc:
+            self._undo_refused(a, exc)
         self.state.move_synced(a.path, a.dest)
 
     async def _mkdir_local(self, a: Action, scan: Scan, stats: TransferStats) -> None:
@@ -310,7 +323,7 @@ class Executor:
             await self.client.delete(a.path, rev=a.rev)
         except SatchelError as exc:
             if exc.code is not ErrorCode.not_found:
-                raise
+                self._undo_refused(a, exc)
         self.state.drop_synced(a.path)
 
     async def _trash_local(self, a: Action, scan: Scan, stats: TransferStats) -> None:

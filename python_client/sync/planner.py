@@ -70,9 +70,10 @@ def remote_change(rn: RemoteNode | None, sn: SyncedNode | None) -> str | None:
 
 class _Planner:
     def __init__(self, remote: Mapping[str, RemoteNode], local: Mapping[str, LocalNode],
-                 synced: Mapping[str, SyncedNode], device: str, day: str, skip: Collection[str]) -> None:
+                 synced: Mapping[str, SyncedNode], device: str, day: str, skip: Collection[str],
+                 mounts: Collection[str] = ()) -> None:
         self.r, self.l, self.s = dict(remote), dict(local), dict(synced)
-        self.device, self.day, self.skip = device, day, set(skip)
+        self.device, self.day, self.skip, self.mounts = device, day, set(skip), list(mounts)
         self.actions: list[Action] = []
         self.taken = set(self.r) | set(self.l) | set(self.s)
 
@@ -80,6 +81,14 @@ class _Planner:
         dest = conflicted_name(path, self.device, self.day, self.taken)
         self.taken.add(dest)
         return Action(Op.conflict_rename, path, dest, local=self.l.get(path))
+
+    def mount_of(self, path: str) -> str | None:
+        return next((m for m in self.mounts if paths.is_within(path, m)), None)
+
+    def crosses_mount(self, src: str, dst: str) -> bool:
+        """A move into or out of a shared folder (the server refuses it: sent as an upload and a
+        delete instead). Moving the mount point itself is the user arranging their own tree."""
+        return src not in self.mounts and self.mount_of(src) != self.mount_of(dst)
 
     def unchanged_file(self, ln: LocalNode, sn: SyncedNode) -> bool:
         return local_change(ln, sn) is None
@@ -121,7 +130,7 @@ class _Planner:
             p = by_inode.get((ln.kind, ln.inode))
             if p is None and ln.kind == FILE and ln.content_hash:
                 p = by_hash.get(ln.content_hash)
-            if p is None or p in self.skip or paths.is_within(q, p):
+            if p is None or p in self.skip or paths.is_within(q, p) or self.crosses_mount(p, q):
                 continue
             sn, rn = self.s[p], self.r.get(p)
             if rn is None or rn.node_id != sn.node_id or rn.kind != sn.kind:
@@ -131,6 +140,15 @@ class _Planner:
             move_prefix(self.r, p, q)
             return True
         return False
+
+    def restore_deleted_mounts(self) -> None:
+        """A shared folder's mount deleted on disk comes back rather than emptying the folder for
+        every member (leaving a share is done on the server): its contents count as never synced,
+        so they download again."""
+        for m in self.mounts:
+            if m in self.s and m in self.r and m not in self.l and m not in self.skip:
+                for p in [p for p in self.s if paths.is_within(p, m)]:
+                    del self.s[p]
 
     # -- path by path
     def decide(self, p: str) -> Action | None:
@@ -180,6 +198,7 @@ class _Planner:
         for _ in range(10_000):
             if not self.local_moves():
                 break
+        self.restore_deleted_mounts()
         remote_keep: set[str] = set()  # folders that must stay on the server (something below stays)
         local_keep: set[str] = set()
         decided: list[Action] = []
@@ -205,7 +224,8 @@ class _Planner:
 
 
 def plan(remote: Mapping[str, RemoteNode], local: Mapping[str, LocalNode], synced: Mapping[str, SyncedNode],
-         *, device: str, day: str, skip: Collection[str] = ()) -> list[Action]:
+         *, device: str, day: str, skip: Collection[str] = (), mounts: Collection[str] = ()) -> list[Action]:
     """The actions that bring the three trees together; *skip* lists paths to leave alone this
-    round (still being written, or blocked), which also keeps their folders."""
-    return _Planner(remote, local, synced, device, day, skip).run()
+    round (still being written, or blocked), which also keeps their folders; *mounts* are the
+    shared folders' mount points (no move crosses one)."""
+    return _Planner(remote, local, synced, device, day, skip, mounts).run()

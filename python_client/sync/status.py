@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from python_client.api import SatchelClient
-from python_client.sync.engine import case_insensitive, views
+from python_client.sync.engine import LOST_SHARE, case_insensitive, mount_points, views
 from python_client.sync.model import DIR, Op
 from python_client.sync.planner import plan
 from python_client.sync.remote import pull
@@ -59,7 +59,8 @@ async def folder_status(client: SatchelClient, root: Path, excludes: list[str] |
         stored = state.get("excludes") or []
         found, remote, synced, skip = await asyncio.to_thread(
             views, state, root, excludes if excludes is not None else stored, 0.0, case_insensitive(root))
-        actions = plan(remote, found.local, synced, device="status", day="0000-00-00", skip=skip)
+        actions = plan(remote, found.local, synced, device="status", day="0000-00-00", skip=skip,
+                       mounts=mount_points(state))
         out: dict[str, PathStatus] = {}
         for p in sorted(set(remote) | set(found.local)):
             kind = (found.local.get(p) or remote[p]).kind
@@ -80,7 +81,8 @@ async def folder_status(client: SatchelClient, root: Path, excludes: list[str] |
             if b.holds(found.local.get(p), now):
                 out[p] = PathStatus(p, out[p].kind if p in out else "file", BLOCKED, f"{b.code}: {b.message}")
         for p, why in found.problems.items():
-            out[p] = PathStatus(p, DIR if why.startswith("cannot read the folder") else "file", NOT_SYNCED, why)
+            folder = why == LOST_SHARE or why.startswith("cannot read the folder")
+            out[p] = PathStatus(p, DIR if folder else "file", NOT_SYNCED, why)
         return FolderStatus(online, [out[p] for p in sorted(out)])
     finally:
         state.db.close()
