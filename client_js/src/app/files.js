@@ -16,6 +16,9 @@ import { Transfers } from "./transfers.js";
 
 const TYPE_LABEL = { dir: "Folder", image: "Image", pdf: "PDF", text: "Text", audio: "Audio", video: "Video", archive: "Archive", file: "File" };
 
+/** Whether `path` is `top` or inside it. @param {string} path @param {string} top */
+const within = (path, top) => path === top || path.startsWith(`${top}/`);
+
 /** @param {string} path */
 export const folderHash = (path) => `#/files${path === "/" ? "/" : path.split("/").map(encodeURIComponent).join("/")}`;
 
@@ -60,9 +63,12 @@ export class FilesView {
       this.transfers.el);
     this.#dragAndDrop();
     this.unlisten = [
-      ctx.live.client.on("change", (e) => this.#onChange(e)),
-      ctx.live.client.on("presence_event", (e) => this.#onPresenceEvent(e)),
-      ctx.live.client.on("presence", (p) => { if (p.path === this.path) this.#setMembers(p.members); }),
+      // Changes and presence come with the user's paths, shared folders' included (live-state.js).
+      ctx.live.on("change", (e) => this.#onChange(e)),
+      ctx.live.on("presence_event", (e) => this.#onPresenceEvent(e)),
+      ctx.live.on("presence", (p) => { if (p.path === this.path) this.#setMembers(p.members); }),
+      ctx.live.on("relist", (m) => { if (within(this.path, m.path)) this.show(this.path); }),  // a share now followed
+      ctx.live.on("ended", (m) => { if (within(this.path, m.path)) this.ctx.navigate(folderHash(dirname(m.path))); }),
       ctx.live.client.on("open", () => this.#refreshAfterReconnect()),
       ctx.live.client.on("reset", () => this.show(this.path)),  // the feed restarted from now: list again
     ];
@@ -169,9 +175,10 @@ export class FilesView {
   /** Apply a journal entry to the listing in place. @param {Record<string, any>} c */
   #onChange(c) {
     const inHere = (/** @type {string | undefined} */ p) => p !== undefined && p !== "/" && dirname(p) === this.path;
-    const under = (/** @type {string} */ p) => this.path === p || this.path.startsWith(`${p}/`);
+    const under = (/** @type {string} */ p) => within(this.path, p);
     if (c.kind === "mount") {  // a folder was shared, or a share mounted, moved or left: list again
-      if (inHere(c.path) || inHere(c.old_path)) this.show(this.path);
+      if (c.op === "move" && under(c.old_path)) this.ctx.navigate(folderHash(c.path + this.path.slice(c.old_path.length)));
+      else if (inHere(c.path) || inHere(c.old_path)) this.show(this.path);
       return;
     }
     if (c.kind === "member") return;  // who is in a share: the share dialog's business

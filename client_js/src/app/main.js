@@ -71,6 +71,7 @@ async function signedIn(user) {
     document.body.classList.toggle("offline", !live);
   };
   live.client.on("status", showStatus);
+  live.on("ended", (m) => ctx.notify(`Your access to the shared folder ${m.path} ended.`, "error"));
   live.client.on("closed", (c) => {
     if (c.code === 4001) { saveSession(null); live.stop(); showSignIn(); }
   });

@@ -4,6 +4,7 @@
 // are dispatched through a handler table keyed by message type.
 
 import { backoffDelay } from "./backoff.js";
+import { Emitter } from "./emitter.js";
 import { CloseCode, decodeFrame, encodeFrame, FrameError, MsgType, RECONNECT, SUBPROTOCOL, VERSION } from "./frames.js";
 
 /** An `error` frame answering one of our requests. */
@@ -26,9 +27,11 @@ export class LiveError extends Error {
  * @typedef {{WebSocket?: any, url?: string, client?: string, maxDelayMs?: number}} LiveOptions
  */
 
-export class LiveClient {
+/** @extends {Emitter<LiveEvents>} */
+export class LiveClient extends Emitter {
   /** @param {import("./api.js").Api} api @param {LiveOptions} [options] */
   constructor(api, options = {}) {
+    super();
     this.api = api;
     this.WebSocketImpl = options.WebSocket || globalThis.WebSocket;
     const base = new URL(api.server || "/", globalThis.location?.href);
@@ -47,8 +50,6 @@ export class LiveClient {
     this.presenceState = null;
     /** @type {Map<number, {resolve: (body: any) => void, reject: (err: Error) => void}>} */
     this.pending = new Map();
-    /** @type {Map<string, Set<(data: any) => void>>} */
-    this.listeners = new Map();
     /** @type {any} */
     this.ws = null;
     this.nextId = 1;
@@ -63,38 +64,16 @@ export class LiveClient {
       [MsgType.ping]: (f) => this.#send(MsgType.pong, f.id, {}),
       [MsgType.change]: (f) => this.#queueChange(f.body),
       [MsgType.resync]: (f) => this.#onResync(f.body),
-      [MsgType.revoked]: (f) => this.#onRevoked(f.body),
-      [MsgType.presence_event]: (f) => this.#emit("presence_event", f.body),
+      [MsgType.revoked]: (f) => this.#onRevoked(/** @type {LiveEvents["revoked"]} */ (f.body)),
+      [MsgType.presence_event]: (f) => this.emit("presence_event", f.body),
     };
-  }
-
-  /**
-   * @template {keyof LiveEvents} K
-   * @param {K} event @param {(data: LiveEvents[K]) => void} fn
-   * @returns {() => void} unsubscribe
-   */
-  on(event, fn) {
-    if (!this.listeners.has(event)) this.listeners.set(event, new Set());
-    this.listeners.get(event)?.add(fn);
-    return () => this.listeners.get(event)?.delete(fn);
-  }
-
-  /** @param {keyof LiveEvents} event @param {any} data */
-  #emit(event, data) {
-    for (const fn of this.listeners.get(event) || []) {
-      try {
-        fn(data);
-      } catch (err) {
-        queueMicrotask(() => { throw err; });  // a listener's bug must not break the session
-      }
-    }
   }
 
   /** @param {LiveStatus} status */
   #setStatus(status) {
     if (this.status !== status) {
       this.status = status;
-      this.#emit("status", status);
+      this.emit("status", status);
     }
   }
 
@@ -120,7 +99,7 @@ export class LiveClient {
             this.welcome = body;
             this.#setStatus("open");
             this.#watchdog();
-            this.#emit("open", body);
+            this.emit("open", body);
             // The backoff restarts only once the subscriptions are back: a session that keeps
             // failing to restore them keeps backing off instead of reconnecting in a tight loop.
             this.#restore().then(() => { this.attempt = 0; }, () => ws.close(CloseCode.normal));
@@ -137,7 +116,7 @@ export class LiveClient {
         clearTimeout(this.timer);
         for (const p of this.pending.values()) p.reject(new LiveError("closed", `connection closed (${ev.code})`));
         this.pending.clear();
-        this.#emit("closed", { code: ev.code, reason: ev.reason });
+        this.emit("closed", { code: ev.code, reason: ev.reason });
         const again = this.wanted && (RECONNECT.has(ev.code) || ev.code === 1006 || ev.code === CloseCode.hello_timeout
                                       || (welcomed && ev.code === CloseCode.normal));
         if (!welcomed) reject(new LiveError("closed", `connection closed before welcome (${ev.code})`));
@@ -268,21 +247,21 @@ export class LiveClient {
   #deliver(sub, entry) {
     sub.seq = entry.seq;
     sub.cursor = entry.cursor;
-    this.#emit("change", entry);
+    this.emit("change", entry);
   }
 
   /** The server dropped a subscription (slow consumer): subscribe again from the cursor. @param {Record<string, any>} body */
   #onResync(body) {
-    this.#emit("resync", body);
+    this.emit("resync", body);
     const sub = this.subs.get(body.ns);
     if (sub) this.#resubscribe(body.ns, sub.cursor || body.cursor).catch(() => this.ws?.close(CloseCode.normal));
   }
 
   /** Access to a shared namespace ended: the server dropped the subscription; never resubscribe.
-   * @param {Record<string, any>} body */
+   * @param {LiveEvents["revoked"]} body */
   #onRevoked(body) {
     this.subs.delete(body.ns);
-    this.#emit("revoked", body);
+    this.emit("revoked", body);
   }
 
   /**
@@ -296,7 +275,7 @@ export class LiveClient {
     } catch (err) {
       if (!(err instanceof LiveError) || (err.code !== "bad_cursor" && err.code !== "cursor_expired")) throw err;
       const out = await this.subscribe(ns, null);
-      this.#emit("reset", { ns, code: err.code });
+      this.emit("reset", { ns, code: err.code });
       return out;
     }
   }
@@ -306,7 +285,7 @@ export class LiveClient {
     for (const sub of [...this.subs.values()]) await this.#resubscribe(sub.ns, sub.cursor);
     if (this.presenceState) {
       const { ns, path, state } = this.presenceState;
-      this.#emit("presence", await this.request(MsgType.presence_set, { ns, path, state }));
+      this.emit("presence", await this.request(MsgType.presence_set, { ns, path, state }));
     }
   }
 
@@ -320,7 +299,7 @@ export class LiveClient {
   async setPresence(ns, path, state) {
     this.presenceState = state ? { ns, path, state } : null;
     const out = await this.request(MsgType.presence_set, { ns, path, state });
-    this.#emit("presence", out);
+    this.emit("presence", out);
     return out;
   }
 }
