@@ -50,9 +50,21 @@ async def _upsert(s: AsyncSession, node_id: int, ns_id: int, path: str) -> None:
                         {"id": node_id, "ns": ns_id, "name": words(name), "path": words(folder)})
 
 
+async def _set_body(s: AsyncSession, node_id: int, body: str) -> None:
+    if _sqlite(s):
+        await s.execute(text("UPDATE search_fts SET body = :b WHERE rowid = :id"), {"b": body, "id": node_id})
+    else:
+        await s.execute(text("UPDATE search_docs SET body = :b WHERE node_id = :id"),
+                        {"b": words(body), "id": node_id})
+
+
 async def on_entry(s: AsyncSession, e: JournalEntry) -> None:
     if e.op in ("create", "mkdir"):
         await _upsert(s, e.node_id, e.ns_id, e.path)
+    elif e.op == "modify":
+        # The old text no longer describes the file: dropped in the commit's own transaction, so
+        # index_content only writes when the new revision has text to index.
+        await _set_body(s, e.node_id, "")
     elif e.op == "move":
         await _upsert(s, e.node_id, e.ns_id, e.path)
         if e.kind == "dir":  # everything below moved too (tree.move rewrote their paths already)
@@ -109,19 +121,17 @@ async def index_content(svc: Services, node_id: int, rev_id: int | None) -> None
                 Namespace.id == rev.ns_id))).scalar_one() if rev is not None else None
         if rev is None or owner is None:
             return
-        body = ""
-        if 0 < rev.size <= svc.config.search_text_max:
-            body = await _read_text(svc, rev, owner) or ""
+        if not 0 < rev.size <= svc.config.search_text_max:
+            return  # no text to index: spare every large or empty file's commit a second write
+        body = await _read_text(svc, rev, owner)
+        if not body:
+            return
         async with svc.db.write() as s:
             node = await s.get(Node, node_id)
             if node is None or node.head_rev_id != rev_id:  # a newer commit indexes itself
                 return
             if _sqlite(s):
                 await _upsert(s, node.id, node.ns_id, node.path)
-                await s.execute(text("UPDATE search_fts SET body = :b WHERE rowid = :id"),
-                                {"b": body, "id": node.id})
-            else:
-                await s.execute(text("UPDATE search_docs SET body = :b WHERE node_id = :id"),
-                                {"b": words(body), "id": node.id})
+            await _set_body(s, node.id, body)
     except Exception:
         log.exception("indexing the text of node %s failed", node_id)
