@@ -412,18 +412,16 @@ async def test_wrong_credentials_are_unavailable(s3_server: RcloneS3) -> None:
     await expect_error(ErrorCode.unavailable, st.start())
 
 
-async def test_local_store_never_replaces_a_stored_chunk(tmp_path):
+async def test_local_store_never_replaces_a_stored_chunk(tmp_path: Path) -> None:
     """A committed chunk keeps its inode: a new copy of the same bytes (whose data may not be on
     disk yet) must not take its place; the old file's mtime is refreshed instead."""
-
-
     store = LocalBlobStore(tmp_path / "chunks")
     await store.start()
     try:
         data = os.urandom(5000)
         key = BlobKey(1, hash_bytes(data))
 
-        async def body():
+        async def body() -> AsyncIterator[bytes]:
             yield data
 
         await store.put_stream(key, len(data), body())
@@ -437,3 +435,73 @@ async def test_local_store_never_replaces_a_stored_chunk(tmp_path):
         await store.sync()
     finally:
         await store.close()
+
+
+class CuttingProxy:
+    """A TCP proxy in front of the S3 server that, once armed, drops one connection after it has
+    passed *cut_after* response bytes: what a store blip under load looks like to the reader."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.removeprefix("http://").rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.cut_after: int | None = None
+        self.cuts = 0
+        self.server: asyncio.Server | None = None
+        self.links: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self.links += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, cut: bool) -> None:
+            passed = 0
+            try:
+                while data := await src.read(65536):
+                    if cut and self.cut_after is not None and passed + len(data) > self.cut_after:
+                        self.cut_after, self.cuts = None, self.cuts + 1
+                        dst.write(data[: self.cut_after or 0])
+                        dst.transport.abort()
+                        up_writer.transport.abort()
+                        return
+                    passed += len(data)
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for link in self.links:  # pooled keep-alive connections would keep the pipes waiting
+            link.transport.abort()
+        await self.server.wait_closed()
+
+
+async def test_s3_read_resumes_after_connection_drops_mid_body(s3_server: RcloneS3) -> None:
+    proxy = CuttingProxy(s3_server.endpoint)
+    endpoint = await proxy.start()
+    st = S3BlobStore(s3_server.bucket, f"t-{secrets.token_hex(4)}", endpoint=endpoint,
+                     access_key=s3_server.access_key, secret_key=s3_server.secret_key, session=SESSION)
+    await st.start()
+    try:
+        key, data = chunk(3 * PIECE + 12345)
+        await st.put_stream(key, len(data), pieces(data))
+        proxy.cut_after = PIECE + PIECE // 2  # mid-body, after the reader got its first piece
+        got = b"".join([p async for p in st.read(key)])
+        assert proxy.cuts == 1
+        assert got == data
+        proxy.cut_after = PIECE // 3  # and a ranged read resumes at the right byte
+        got = b"".join([p async for p in st.read(key, 1000, 2 * PIECE)])
+        assert proxy.cuts == 2
+        assert got == data[1000:2 * PIECE]
+    finally:
+        await st.close()
+        await proxy.stop()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 READ_PIECE = 1024 * 1024
+READ_ATTEMPTS = 3  # a body read that breaks mid-way is resumed from where it broke
 MAX_URL_TTL = 7 * 86400  # SigV4 presigned URLs cannot live longer
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -50,6 +51,9 @@ def _client_config() -> BotoConfig:
         s3={"addressing_style": "path"},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
+        # "standard" retries connection errors, 5xx and throttling with backoff (legacy mode
+        # retries fewer cases); a store that blips under load should not fail a user's request.
+        retries={"mode": "standard", "max_attempts": 4},
     )
 
 
@@ -251,27 +255,40 @@ class S3BlobStore:
             if not await self._object_exists(final):
                 raise SatchelError(ErrorCode.not_found, "chunk not found", hash=key.hex)
             return
-        args: dict[str, Any] = {"Bucket": self.bucket, "Key": final}
-        if start > 0 or end is not None:
-            args["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
-        try:
-            with _translated("get_object", final, hash=key.hex):
-                resp = await self._s3.get_object(**args)
-        except SatchelError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ClientError) and _error_code(cause) == "InvalidRange":
-                return  # start is at or past the end: nothing to send, like reading past EOF
-            raise
-        stream = resp["Body"]
-        try:
-            while True:
-                with _translated("read", final):
-                    piece = await stream.read(READ_PIECE)
-                if not piece:
-                    break
-                yield piece
-        finally:
-            stream.close()  # drops the connection if the reader stopped early
+        pos = start
+        for attempt in range(READ_ATTEMPTS):
+            args: dict[str, Any] = {"Bucket": self.bucket, "Key": final}
+            if pos > 0 or end is not None:
+                args["Range"] = f"bytes={pos}-{'' if end is None else end - 1}"
+            try:
+                with _translated("get_object", final, hash=key.hex):
+                    resp = await self._s3.get_object(**args)
+            except SatchelError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, ClientError) and _error_code(cause) == "InvalidRange":
+                    return  # start is at or past the end: nothing to send, like reading past EOF
+                raise
+            stream = resp["Body"]
+            try:
+                while True:
+                    try:
+                        with _translated("read", final):
+                            piece = await stream.read(READ_PIECE)
+                    except SatchelError:
+                        # A connection dropped mid-body: botocore does not retry a body already
+                        # being read, so ask again from the first byte not yet sent.
+                        if attempt + 1 == READ_ATTEMPTS:
+                            raise
+                        log.warning("s3 read %s broke at byte %d; retrying from there", final, pos)
+                        break
+                    if not piece:
+                        return
+                    pos += len(piece)
+                    yield piece
+            finally:
+                stream.close()  # drops the connection if the reader stopped early
+            if end is not None and pos >= end:
+                return
 
     async def delete(self, key: BlobKey) -> None:
         final = self._final_key(key)
