@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -12,6 +14,7 @@ from server.core.errors import ErrorCode, SatchelError
 from server.services import links, shares
 
 PASSWORD_HEADER = "x-satchel-link-password"  # noqa: S105 (a header name)
+PASSWORD_HEADER_EXT = PASSWORD_HEADER + "*"  # RFC 8187 ext-value: UTF-8''percent-encoded
 
 
 async def share_path(request: Request) -> Response:
@@ -78,9 +81,32 @@ async def revoke_link(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def link_password(request: Request) -> str | None:
+    """The link password: ``X-Satchel-Link-Password*: UTF-8''<percent-encoded>`` (RFC 8187, any
+    Unicode password: browsers' fetch and most HTTP libraries refuse non-Latin-1 header values),
+    else the plain header, whose raw bytes are read as UTF-8 when they are valid UTF-8 (Starlette
+    hands header values over as Latin-1) and as Latin-1 otherwise (older clients)."""
+    ext = request.headers.get(PASSWORD_HEADER_EXT)
+    if ext is not None:
+        charset, sep, rest = ext.partition("'")
+        _lang, sep2, encoded = rest.partition("'")
+        if not (sep and sep2) or charset.lower() != "utf-8" or not encoded.isascii():
+            raise SatchelError(ErrorCode.bad_request, f"{PASSWORD_HEADER_EXT} is UTF-8''<percent-encoded>")
+        try:
+            return unquote(encoded, errors="strict")
+        except UnicodeDecodeError as exc:
+            raise SatchelError(ErrorCode.bad_request, f"{PASSWORD_HEADER_EXT} is not percent-encoded UTF-8") from exc
+    plain = request.headers.get(PASSWORD_HEADER)
+    if plain is None:
+        return None
+    try:
+        return plain.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return plain
+
+
 async def _opened(request: Request) -> links.Opened:
-    return await links.open_link(services(request), request.path_params["token"],
-                                 request.headers.get(PASSWORD_HEADER))
+    return await links.open_link(services(request), request.path_params["token"], link_password(request))
 
 
 async def public_link(request: Request) -> Response:
