@@ -4,8 +4,10 @@ the file-share authorization matrix, and IDOR checks (protocol.md, "Shared files
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -195,3 +197,34 @@ async def test_file_share_idor(server: ServerProcess, make_user: MakeUser, tmp_p
                  other.client.request("GET", f"/api/v1/shares/{ns}/members")):
         await refused(ErrorCode.not_found, coro)
     assert (await member.client.request("GET", f"/api/v1/files/{entry['id']}"))["path"] == "/a.txt"
+
+
+async def test_member_chunk_urls_die_with_access(server: ServerProcess, make_user: MakeUser, tmp_path: Path) -> None:
+    """URLs handed out before a removal or a downgrade stop working on their next use (server-signed),
+    or live only SATCHEL_MEMBER_URL_TTL (S3 presigned, which cannot be recalled)."""
+    owner, editor = await make_user("o"), await make_user("e")
+    entry = await put_text(owner, "/Team/data.bin", b"chunk bytes", tmp_path)
+    ns = (await owner.client.share("/Team", editor.name, "editor"))["ns"]
+    down = (await editor.client.chunk_list(entry["id"]))["chunks"][0]["url"]
+    body = b"new bytes from the editor"
+    digest = hashlib.sha256(body).hexdigest()
+    up = (await editor.client.start_upload({"path": "/Team/new.bin", "size": len(body),
+                                            "chunks": [[digest, len(body)]]}))["missing"][0]
+    own_down = (await owner.client.chunk_list(entry["id"]))["chunks"][0]["url"]
+    editor_id = next(m["user_id"] for m in (await owner.client.members(ns))["members"]
+                     if m["user"] == editor.name)
+    with httpx.Client(timeout=30) as http:
+        if "X-Amz-Expires" in down:  # S3: short-lived instead of recalled
+            for url in (down, up["url"]):
+                assert int(parse_qs(urlsplit(url).query)["X-Amz-Expires"][0]) == 300
+            assert int(parse_qs(urlsplit(own_down).query)["X-Amz-Expires"][0]) == 3600
+            return
+        assert "ns=" not in own_down  # the owner's URLs keep the database-free path
+        await owner.client.set_role(ns, editor_id, "viewer")
+        r = http.put(up["url"], content=body, headers=up["headers"])
+        assert (r.status_code, r.json()["error"]) == (403, "forbidden")
+        assert http.get(down).content == b"chunk bytes"  # a viewer still reads
+        await owner.client.remove_member(ns, editor_id)
+        r = http.get(down)
+        assert (r.status_code, r.json()["error"]) == (403, "forbidden")
+        assert http.get(own_down).content == b"chunk bytes"

@@ -131,6 +131,22 @@ def mounts_in(who: Principal, folder: str) -> list[Mount]:
                   key=lambda m: m.path)
 
 
+async def check_signed(s: AsyncSession, params: dict[str, str], need: Perm) -> None:
+    """A server-signed chunk URL issued to a share member carries ``u`` (the member) and ``ns``: it
+    works only while that member still has *need* there (one primary-key lookup), so a removal or a
+    downgrade counts from the URL's next use. The owner's URLs carry no ``ns`` and stay DB-free."""
+    if "ns" not in params:
+        return
+    try:
+        key = (int(params["ns"]), int(params["u"]))
+    except (KeyError, ValueError) as exc:
+        raise SatchelError(ErrorCode.bad_signature, "malformed signed URL") from exc
+    row = await s.get(ShareMember, key)
+    if row is None or need & ~ROLE_PERMS[row.role]:
+        raise SatchelError(ErrorCode.forbidden, "your access to this share changed after this URL was "
+                           "issued; ask for a new one")
+
+
 FILE_NS = "file"  # Namespace.kind of a shared file
 PURGED_FILE = "/file"
 
