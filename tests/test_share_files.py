@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -16,7 +16,7 @@ from server.core.errors import ErrorCode
 from server.ws.protocol import MsgType
 from tests.harness import ws
 from tests.harness.server import ServerProcess
-from tests.test_sharing import OK, MakeUser, get_text, put_text, refused
+from tests.test_sharing import OK, PW, MakeUser, get_text, put_text, refused
 
 
 async def test_shared_file_roles_live_and_revocation(server: ServerProcess, make_user: MakeUser,
@@ -228,3 +228,57 @@ async def test_member_chunk_urls_die_with_access(server: ServerProcess, make_use
         r = http.get(down)
         assert (r.status_code, r.json()["error"]) == (403, "forbidden")
         assert http.get(own_down).content == b"chunk bytes"
+
+
+async def test_trash_moves_with_a_folder_when_it_is_shared(server: ServerProcess, make_user: MakeUser,
+                                                           tmp_path: Path) -> None:
+    """Items deleted from inside a folder go along when the folder becomes shared (its editors can
+    restore them); items deleted from above it, or an older folder of the same path, stay the owner's."""
+    owner, editor, viewer = await make_user("o"), await make_user("e"), await make_user("v")
+    await put_text(owner, "/Projects/Apollo/old.txt", b"old notes", tmp_path)
+    await put_text(owner, "/Projects/Apollo/d/x.txt", b"in a folder", tmp_path)
+    await put_text(owner, "/Projects/Apollo/keep.txt", b"live", tmp_path)
+    await put_text(owner, "/Projects/other.txt", b"not shared", tmp_path)
+    for p in ("/Projects/Apollo/old.txt", "/Projects/Apollo/d", "/Projects/other.txt"):
+        await owner.client.delete(p)
+    await owner.client.share("/Projects/Apollo", editor.name, "editor")
+    await owner.client.share("/Projects/Apollo", viewer.name, "viewer")
+
+    assert sorted(e["path"] for e in await owner.client.trash("/")) == ["/Projects/other.txt"]
+    assert sorted(e["path"] for e in await owner.client.trash("/Projects/Apollo")) == [
+        "/Projects/Apollo/d", "/Projects/Apollo/old.txt"]
+    items = {e["path"]: e for e in await editor.client.trash("/Apollo")}
+    assert sorted(items) == ["/Apollo/d", "/Apollo/old.txt"] and items["/Apollo/d"]["items"] == 2
+    await refused(ErrorCode.forbidden, viewer.client.undelete("/Apollo/old.txt"))
+    await refused(ErrorCode.not_found, editor.client.undelete("/Apollo/other.txt"))
+    await editor.client.undelete("/Apollo/d")
+    await editor.client.undelete("/Apollo/old.txt")
+    assert await get_text(owner, "/Projects/Apollo/d/x.txt", tmp_path) == b"in a folder"
+    assert await get_text(viewer, "/Apollo/old.txt", tmp_path) == b"old notes"
+    assert await owner.client.trash("/Projects/Apollo") == []
+    await owner.client.undelete("/Projects/other.txt")
+    assert await get_text(owner, "/Projects/other.txt", tmp_path) == b"not shared"
+
+
+async def test_link_password_beyond_ascii(server: ServerProcess, make_user: MakeUser, tmp_path: Path) -> None:
+    pw = "pässwörd-日本"
+    owner = await make_user("o")
+    await put_text(owner, "/Docs/r.txt", b"numbers", tmp_path)
+    link = await owner.client.create_link("/Docs/r.txt", password=pw)
+    # The SDK sends X-Satchel-Link-Password* (RFC 8187): any Unicode password works.
+    assert (await owner.client.link_info(link["url"], password=pw))["entry"]["name"] == "r.txt"
+    out = tmp_path / "got"
+    assert await owner.client.link_download(link["url"], out, password=pw) == 7
+    await refused(ErrorCode.password_required, owner.client.link_info(link["url"], password="passwörd-日本"))
+    route = link["url"].removeprefix(server.url)
+    ext = "UTF-8''" + quote(pw, safe="")
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.get(route, headers={"X-Satchel-Link-Password*": ext}).status_code == 200
+        # The plain header still works, with raw UTF-8 bytes too (curl -H sends those).
+        assert http.get(route, headers={"X-Satchel-Link-Password": pw.encode()}).status_code == 200
+        for bad in ("UTF-8''%ZZ%FF", "latin-1''p%E4ss", "no quotes"):
+            r = http.get(route, headers={"X-Satchel-Link-Password*": bad})
+            assert (r.status_code, r.json()["error"]) == (400, "bad_request"), bad
+        ascii_link = await owner.client.create_link("/Docs/r.txt", password=PW)
+        r = http.get(ascii_link["url"].removeprefix(server.url), headers={"X-Satchel-Link-Password": PW})
+        assert r.status_code == 200
