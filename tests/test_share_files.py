@@ -275,7 +275,7 @@ async def test_link_password_beyond_ascii(server: ServerProcess, make_user: Make
     with httpx.Client(base_url=server.url, timeout=30) as http:
         assert http.get(route, headers={"X-Satchel-Link-Password*": ext}).status_code == 200
         # The plain header still works, with raw UTF-8 bytes too (curl -H sends those).
-        assert http.get(route, headers={"X-Satchel-Link-Password": pw.encode()}).status_code == 200
+        assert http.get(route, headers={b"X-Satchel-Link-Password": pw.encode()}).status_code == 200
         for bad in ("UTF-8''%ZZ%FF", "latin-1''p%E4ss", "no quotes"):
             r = http.get(route, headers={"X-Satchel-Link-Password*": bad})
             assert (r.status_code, r.json()["error"]) == (400, "bad_request"), bad
