@@ -282,3 +282,26 @@ async def test_link_password_beyond_ascii(server: ServerProcess, make_user: Make
         ascii_link = await owner.client.create_link("/Docs/r.txt", password=PW)
         r = http.get(ascii_link["url"].removeprefix(server.url), headers={"X-Satchel-Link-Password": PW})
         assert r.status_code == 200
+
+
+async def test_cli_shares_a_file(server: ServerProcess, make_user: MakeUser, device_factory: Any,
+                                 tmp_path: Path) -> None:
+    """`satchel share FILE USER --role`, members, unshare: the real command against the server."""
+    owner, bob = await make_user("o"), await make_user("b")
+    await put_text(owner, "/Docs/report.pdf", b"%PDF numbers", tmp_path)
+    dev = device_factory("owner")
+
+    def run(*args: str) -> str:
+        return str(dev.run(*args).stdout)
+
+    await asyncio.to_thread(dev.run, "login", server.url, owner.name, "--password-stdin", stdin=owner.password + "\n")
+    out = await asyncio.to_thread(run, "share", "/Docs/report.pdf", bob.name, "--role", "editor")
+    assert f"shared with {bob.name} as editor" in out
+    members = await asyncio.to_thread(run, "members", "/Docs/report.pdf")
+    assert f"editor  {bob.name}" in members and f"owner   {owner.name}" in members
+    assert "/Docs/report.pdf  (file)" in await asyncio.to_thread(run, "members")
+    assert await get_text(bob, "/report.pdf", tmp_path) == b"%PDF numbers"
+    await put_text(bob, "/report.pdf", b"%PDF edited by bob", tmp_path)
+    assert await get_text(owner, "/Docs/report.pdf", tmp_path) == b"%PDF edited by bob"
+    await asyncio.to_thread(run, "unshare", "/Docs/report.pdf", bob.name)
+    await refused(ErrorCode.not_found, bob.client.stat("/report.pdf"))
