@@ -1,4 +1,4 @@
-"""Routes: shared folders (members, roles, leaving), link shares, and the public link routes."""
+"""Routes: shared folders and files (members, roles, leaving), link shares, and the public link routes."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ PASSWORD_HEADER_EXT = PASSWORD_HEADER + "*"  # RFC 8187 ext-value: UTF-8''percen
 
 
 async def share_path(request: Request) -> Response:
-    """Share a folder: {path, members: [{user, role, can_reshare?}]} -> the members."""
+    """Share a folder or file: {path, members: [{user, role, can_reshare?}]} -> the members."""
     who = await principal(request)
     body = await json_body(request)
     return JSONResponse(await shares.share(services(request), who, body.get("path"), body.get("members")))
 
 
 async def share_file_id(request: Request) -> Response:
-    """Share the folder with this id: {members: [...]} -> the members."""
+    """Share the folder or file with this id: {members: [...]} -> the members."""
     who = await principal(request)
     body = await json_body(request)
     return JSONResponse(await shares.share_by_id(services(request), who, path_int(request, "file_id"),
@@ -33,12 +33,12 @@ async def share_file_id(request: Request) -> Response:
 
 
 async def my_shares(request: Request) -> Response:
-    """The shared folders the caller belongs to (owner or member), with mount paths and roles."""
+    """The shared folders and files the caller belongs to (owner or member), with mount paths, kinds, roles."""
     return JSONResponse(shares.mine(await principal(request)))
 
 
 async def members(request: Request) -> Response:
-    """The members of a shared folder (any member may look)."""
+    """The members of a shared folder or file (any member may look)."""
     who = await principal(request)
     return JSONResponse(await shares.members_of(services(request), who, path_int(request, "ns")))
 
@@ -55,7 +55,7 @@ async def member(request: Request) -> Response:
 
 
 async def leave(request: Request) -> Response:
-    """Leave a shared folder (members; the owner cannot). 204."""
+    """Leave a shared folder or file (members; the owner cannot). 204."""
     who = await principal(request)
     await shares.remove(services(request), who, path_int(request, "ns"), who.user_id)
     return Response(status_code=204)
