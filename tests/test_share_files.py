@@ -137,6 +137,9 @@ def _rows(ns: int, file_id: int, rev: int, extra_id: int) -> dict[str, tuple[str
         "delete": ("POST", "/api/v1/delete", lambda a: {"path": _where(a), "rev": 0},
                    WRITE | {"stranger": "not_found", "removed": "not_found", "editor": "nested_share",
                             "owner": "conflict"}),  # the owner may; rev 0 makes it a no-op
+        # to a time before the file existed: that deletes it, the owner's call alone
+        "rewind": ("POST", "/api/v1/rewind", lambda a: {"path": _where(a), "to": 0, "dry_run": True},
+                   WRITE | {"editor": "nested_share"}),  # strangers: nothing at that path in their tree
         # last: strangers' mkdir -p creates these folders in their own trees
         "mkdir-below": ("POST", "/api/v1/mkdir", lambda a: {"path": _where(a) + "/sub"},
                         WRITE | {"stranger": OK, "removed": OK, "editor": "not_a_directory",
