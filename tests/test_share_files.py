@@ -24,6 +24,7 @@ async def test_shared_file_roles_live_and_revocation(server: ServerProcess, make
     owner, editor, viewer = await make_user("o"), await make_user("e"), await make_user("v")
     before = (await owner.client.quota())
     entry = await put_text(owner, "/Docs/report.txt", b"v1", tmp_path)
+    early = await owner.client.create_link("/Docs/report.txt")  # made before sharing: still good after
     await owner.client.share("/Docs/report.txt", editor.name, "editor")
     members = await owner.client.share("/Docs/report.txt", viewer.name, "viewer")
     ns = members["ns"]
@@ -34,6 +35,8 @@ async def test_shared_file_roles_live_and_revocation(server: ServerProcess, make
     mine = await owner.client.stat("/Docs/report.txt")
     assert (mine["id"], mine["kind"], mine["name"], mine["share"]["ns"]) == (entry["id"], "file", "report.txt", ns)
     assert [e["name"] for e in await owner.client.list("/Docs")] == ["report.txt"]
+    assert await owner.client.link_download(early["url"], tmp_path / "early") == 2
+    assert [x["path"] for x in await owner.client.links()] == ["/Docs/report.txt"]
     for u, role in ((editor, "editor"), (viewer, "viewer")):
         root = {e["name"]: e for e in await u.client.list("/")}
         assert root["report.txt"]["kind"] == "file" and root["report.txt"]["share"]["role"] == role
@@ -244,9 +247,11 @@ async def test_trash_moves_with_a_folder_when_it_is_shared(server: ServerProcess
     await put_text(owner, "/Projects/other.txt", b"not shared", tmp_path)
     for p in ("/Projects/Apollo/old.txt", "/Projects/Apollo/d", "/Projects/other.txt"):
         await owner.client.delete(p)
+    early = await owner.client.create_link("/Projects/Apollo/keep.txt")
     await owner.client.share("/Projects/Apollo", editor.name, "editor")
     await owner.client.share("/Projects/Apollo", viewer.name, "viewer")
 
+    assert await owner.client.link_download(early["url"], tmp_path / "early") == 4  # links move along
     assert sorted(e["path"] for e in await owner.client.trash("/")) == ["/Projects/other.txt"]
     assert sorted(e["path"] for e in await owner.client.trash("/Projects/Apollo")) == [
         "/Projects/Apollo/d", "/Projects/Apollo/old.txt"]
