@@ -191,6 +191,7 @@ async def test_file_share_idor(server: ServerProcess, make_user: MakeUser, tmp_p
     owner, member, other = await make_user("o"), await make_user("m"), await make_user("x")
     entry = await put_text(owner, "/Docs/a.txt", b"shared bytes", tmp_path)
     await put_text(owner, "/Docs/b.txt", b"private bytes", tmp_path)
+    await put_text(member, "/a.txt", b"the member's own a.txt", tmp_path)
     ns = (await owner.client.share("/Docs/a.txt", member.name, "viewer"))["ns"]
     private = await owner.client.stat("/Docs/b.txt")
     root = (await owner.client.account())["root_namespace"]
@@ -202,7 +203,9 @@ async def test_file_share_idor(server: ServerProcess, make_user: MakeUser, tmp_p
                  other.client.request("GET", "/api/v1/changes/latest", params={"ns": ns}),
                  other.client.request("GET", f"/api/v1/shares/{ns}/members")):
         await refused(ErrorCode.not_found, coro)
-    assert (await member.client.request("GET", f"/api/v1/files/{entry['id']}"))["path"] == "/a.txt"
+    # The member's own /a.txt was there first: the share lands next to it.
+    assert (await member.client.request("GET", f"/api/v1/files/{entry['id']}"))["path"] == "/a (2).txt"
+    assert await get_text(member, "/a.txt", tmp_path) == b"the member's own a.txt"
 
 
 async def test_member_chunk_urls_die_with_access(server: ServerProcess, make_user: MakeUser, tmp_path: Path) -> None:

@@ -56,13 +56,16 @@ async def _user(s: AsyncSession, name: str) -> User:
     return user
 
 
-async def _free_mount_path(s: AsyncSession, user: User, name: str) -> str:
-    """``/name``, or ``/name (2)``… if the user's root already has that path or a mount there."""
+async def _free_mount_path(s: AsyncSession, user: User, name: str, file: bool = False) -> str:
+    """``/name``, or ``/name (2)``… (a file: ``/name (2).ext``) if the user's root already has that
+    path or a mount there."""
     taken_mounts = set((await s.execute(select(ShareMember.mount_path).where(
         ShareMember.user_id == user.id))).scalars())
     assert user.root_ns_id is not None
+    dot = name.rfind(".") if file else -1
+    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
     for n in range(1, 1000):
-        candidate = paths.normalize(f"/{name}" if n == 1 else f"/{name} ({n})")
+        candidate = paths.normalize(f"/{name}" if n == 1 else f"/{stem} ({n}){ext}")
         if candidate not in taken_mounts and await tree.get_node(s, user.root_ns_id, candidate) is None:
             return candidate
     raise SatchelError(ErrorCode.path_exists, "no free place to mount this folder")
@@ -173,7 +176,7 @@ async def _add(s: AsyncSession, who: Principal, m: Mount, mine: Perm, user: User
         if mine & Perm.MANAGE and (row.role, row.can_reshare) != (role, reshare):
             await _set_role(s, who, row, role, reshare)
         return
-    mount = await _free_mount_path(s, user, paths.name(m.path))
+    mount = await _free_mount_path(s, user, paths.name(m.path), m.file is not None)
     s.add(ShareMember(ns_id=m.ns_id, user_id=user.id, role=role, can_reshare=reshare, mount_path=mount,
                       added_by=who.user_id, created_ms=now_ms()))
     await journal.append(s, m.ns_id, op="member_add", kind="member", node_id=user.id, path=paths.ROOT,
