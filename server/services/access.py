@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntFlag
+from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -153,11 +154,14 @@ PURGED_FILE = "/file"
 
 async def load_mounts(s: AsyncSession, user_id: int) -> tuple[Mount, ...]:
     # A file namespace only ever has its one path (writes through the mount go there, moves only
-    # move mounts), so any of its nodes names it: one indexed lookup, for file shares only.
-    # (A purged file leaves none: later writes land at a fixed name.)
+    # move mounts), so any of its nodes names it: the live one (index uq_nodes_live_path), else a
+    # trashed one (ix_nodes_trashed_path), for file shares only. A purged file leaves none: later
+    # writes land at a fixed name.
+    def one_path(state: Any) -> Any:
+        return select(func.min(Node.path)).where(Node.ns_id == Namespace.id, state) \
+            .correlate(Namespace).scalar_subquery()
     file_path = case((Namespace.kind == FILE_NS, func.coalesce(
-        select(func.min(Node.path)).where(Node.ns_id == Namespace.id).correlate(Namespace).scalar_subquery(),
-        PURGED_FILE)), else_=None)
+        one_path(Node.deleted_ms.is_(None)), one_path(Node.deleted_ms.is_not(None)), PURGED_FILE)), else_=None)
     rows = (await s.execute(
         select(ShareMember, Namespace.owner_id, file_path).join(Namespace, Namespace.id == ShareMember.ns_id)
         .where(ShareMember.user_id == user_id).order_by(ShareMember.mount_path)
