@@ -149,6 +149,8 @@ def test_share_a_file_with_a_person_live_and_a_unicode_link_password(pages: Page
     pages.allow("status of 401")  # the link page before its password
     owner, friend = pages.new_user(), pages.new_user()
     first = upload_bytes(pages.server, owner, "/Docs/report.txt", b"numbers v1\n")
+    other = pages.signed_in(friend)  # on screen before the share: it arrives live
+    expect(other.get_by_role("heading", name="All files")).to_be_visible()
     page = pages.signed_in(owner)
     row(page, "Docs").get_by_role("link", name="Docs").click()
     page.get_by_role("button", name="Share report.txt").click()
@@ -164,7 +166,6 @@ def test_share_a_file_with_a_person_live_and_a_unicode_link_password(pages: Page
     expect(row(page, "report.txt").get_by_text("shared")).to_be_visible()
 
     # The friend finds the file at their root; the owner's new version reaches their screen live.
-    other = pages.signed_in(friend)
     expect(row(other, "report.txt").get_by_text("shared · editor")).to_be_visible()
     expect(row(other, "report.txt")).to_contain_text("11 B")
     upload_bytes(pages.server, owner, "/Docs/report.txt", b"numbers v2, longer\n", parent_rev=first["rev"])
