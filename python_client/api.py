@@ -13,6 +13,7 @@ import builtins
 import os
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -135,13 +136,13 @@ class SatchelClient:
     # -- sharing
     async def share(self, path: str, user: str, role: str = "viewer", can_reshare: bool = False
                     ) -> dict[str, Any]:
-        """Share the folder at *path* with *user* (or change their role); returns the members."""
+        """Share the folder or file at *path* with *user* (or change their role); returns the members."""
         result: dict[str, Any] = await self.request("POST", "/api/v1/shares", json={
             "path": path, "members": [{"user": user, "role": role, "can_reshare": can_reshare}]})
         return result
 
     async def shares(self) -> builtins.list[dict[str, Any]]:
-        """The shared folders this user belongs to: {ns, path, role, owner_id, can_reshare}."""
+        """The shared folders and files this user belongs to: {ns, path, kind, role, owner_id, can_reshare}."""
         return builtins.list((await self.request("GET", "/api/v1/shares"))["shares"])
 
     async def share_of(self, path: str) -> dict[str, Any]:
@@ -314,4 +315,5 @@ class SatchelClient:
 
 
 def _link_headers(password: str | None) -> dict[str, str]:
-    return {"X-Satchel-Link-Password": password} if password is not None else {}
+    # RFC 8187 form: any Unicode password fits (a raw header value must be ASCII for httpx).
+    return {"X-Satchel-Link-Password*": "UTF-8''" + quote(password, safe="")} if password is not None else {}

@@ -273,7 +273,7 @@ async def _member_id(client: SatchelClient, ns: int, user: str) -> int:
     for m in (await client.members(ns))["members"]:
         if m["user"] == user:
             return int(m["user_id"])
-    raise CliError(f"{user} is not a member of this shared folder")
+    raise CliError(f"{user} is not a member of this share")
 
 
 async def cmd_share(args: argparse.Namespace) -> int:
@@ -298,7 +298,8 @@ async def cmd_members(args: argparse.Namespace) -> int:
     async with client:
         if args.path is None:
             mine = await client.shares()
-            _out(args, mine, "\n".join(f"{m['role']:<7} {m['path']}" for m in mine))
+            _out(args, mine, "\n".join(f"{m['role']:<7} {m['path']}" + ("  (file)" if m.get("kind") == "file" else "")
+                                        for m in mine))
             return 0
         out = await client.members((await client.share_of(_remote(args.path)))["ns"])
     lines = [f"{m['role']:<7} {m['user']}" + ("  (can reshare)" if m["can_reshare"] and m["role"] != "owner"
@@ -627,22 +628,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="start where the last `watch --resume` stopped instead of now")
     wa.set_defaults(func=cmd_watch)
 
-    sh = sub.add_parser("share", help="share a folder with a user (again: change their role)")
+    sh = sub.add_parser("share", help="share a folder or a file with a user (again: change their role)")
     sh.add_argument("path")
     sh.add_argument("user")
     sh.add_argument("--role", choices=("viewer", "editor"), default="viewer")
     sh.add_argument("--can-reshare", action="store_true", help="let them add members too")
     sh.add_argument("--json", action="store_true")
     sh.set_defaults(func=cmd_share)
-    us = sub.add_parser("unshare", help="remove a user from a shared folder")
+    us = sub.add_parser("unshare", help="remove a user from a shared folder or file")
     us.add_argument("path")
     us.add_argument("user")
     us.set_defaults(func=cmd_unshare)
-    mb = sub.add_parser("members", help="members of a shared folder (no PATH: your shared folders)")
+    mb = sub.add_parser("members", help="members of a shared folder or file (no PATH: your shares)")
     mb.add_argument("path", nargs="?")
     mb.add_argument("--json", action="store_true")
     mb.set_defaults(func=cmd_members)
-    lv = sub.add_parser("leave", help="leave a shared folder someone shared with you")
+    lv = sub.add_parser("leave", help="leave a folder or file someone shared with you")
     lv.add_argument("path")
     lv.set_defaults(func=cmd_leave)
     lk = sub.add_parser("link", help="make a link share and print its URL")

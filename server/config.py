@@ -49,6 +49,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("signup", "SATCHEL_SIGNUP", "true", "Allow anyone to create an account.", "bool"),
     Setting("token_ttl", "SATCHEL_TOKEN_TTL", "90d", "Lifetime of a device token.", "duration"),
     Setting("url_ttl", "SATCHEL_URL_TTL", "1h", "Lifetime of a signed chunk URL.", "duration"),
+    Setting("member_url_ttl", "SATCHEL_MEMBER_URL_TTL", "5m", "Lifetime of an S3 presigned chunk URL "
+            "issued to a share member (S3 cannot recall one: a removed member's URL lasts this long).",
+            "duration"),
     Setting("upload_ttl", "SATCHEL_UPLOAD_TTL", "24h", "Lifetime of an uncommitted upload session.", "duration"),
     Setting("orphan_grace", "SATCHEL_ORPHAN_GRACE", "1h", "How long a chunk no revision or live "
             "upload refers to is kept before it is collected.", "duration"),
@@ -98,6 +101,7 @@ class Config:
     signup: bool = True
     token_ttl: float = 90 * 86400
     url_ttl: float = 3600
+    member_url_ttl: float = 300
     upload_ttl: float = 86400
     orphan_grace: float = 3600
     sweep_interval: float = 600

@@ -137,6 +137,65 @@ async def test_shared_folder_synced_by_owner_editor_and_viewer(people: dict[str,
     assert "/mine.txt" in {e["path"] for e in await carol.client.list("/")}
 
 
+async def test_shared_file_synced_by_owner_editor_and_viewer(people: dict[str, Dev]) -> None:
+    """A single shared file: it lands at the members' roots, edits flow both ways, a member's rename
+    moves only their mount, a local delete brings it back, and losing access keeps the copy."""
+    alice, bob, bob2, carol = people["alice"], people["bob"], people["bob2"], people["carol"]
+    alice.write("Docs/report.txt", b"report v1")
+    alice.write("Docs/private.txt", b"not shared")
+    await alice.sync()
+    before, inode = snapshot(alice.root), (alice.root / "Docs/report.txt").stat().st_ino
+    got, sent = received(alice), alice.engine.executor.totals.bytes_sent
+    await alice.client.share("/Docs/report.txt", bob.user, "editor")  # type: ignore[attr-defined]
+    ns = (await alice.client.share("/Docs/report.txt", carol.user, "viewer"))["ns"]  # type: ignore[attr-defined]
+    await alice.sync()  # the owner's file becomes the mount: nothing moves or doubles
+    assert snapshot(alice.root) == before and (alice.root / "Docs/report.txt").stat().st_ino == inode
+    assert (received(alice), alice.engine.executor.totals.bytes_sent) == (got, sent)
+
+    await sync_all(people)
+    for d in (bob, bob2, carol):
+        assert d.read("report.txt") == b"report v1", d.name
+        assert not (d.root / "Docs").exists(), "only the shared file reaches members"
+
+    bob.write("report.txt", b"report v2 by bob")
+    await sync_all(people)
+    assert alice.read("Docs/report.txt") == carol.read("report.txt") == bob2.read("report.txt") == b"report v2 by bob"
+    alice.write("Docs/report.txt", b"report v3 by alice")
+    await sync_all(people)
+    assert bob.read("report.txt") == carol.read("report.txt") == b"report v3 by alice"
+
+    # the viewer's edit is blocked and kept; a member's local delete brings the file back
+    carol.write("report.txt", b"carol's private edit")
+    await carol.sync()
+    assert carol.read("report.txt") == b"carol's private edit"
+    st = {p.path: p for p in (await folder_status(carol.client, carol.root)).paths}
+    assert st["/report.txt"].state == BLOCKED
+    (bob.root / "report.txt").unlink()
+    await bob.sync()
+    assert bob.read("report.txt") == b"report v3 by alice"
+
+    # bob renames it on disk: his mount moves, for him only, without a transfer
+    got_bob2 = received(bob2)
+    (bob.root / "report.txt").rename(bob.root / "my report.txt")
+    await sync_all(people, "bob", "bob2", "alice")
+    assert [s["path"] for s in await bob.client.shares() if s["ns"] == ns] == ["/my report.txt"]
+    assert bob2.read("my report.txt") == b"report v3 by alice" and not (bob2.root / "report.txt").exists()
+    assert received(bob2) == got_bob2, "a mount move downloads nothing"
+    assert alice.read("Docs/report.txt") == b"report v3 by alice"
+
+    # removed: carol keeps her copy, no longer synced
+    carol_id = next(m["user_id"] for m in (await alice.client.members(ns))["members"] if m["role"] == "viewer")
+    await alice.client.remove_member(ns, carol_id)
+    await carol.sync()
+    bob.write("my report.txt", b"report v4")
+    await sync_all(people, "bob", "alice", "carol")
+    assert alice.read("Docs/report.txt") == b"report v4"
+    assert carol.read("report.txt") == b"carol's private edit"
+    st = {p.path: p for p in (await folder_status(carol.client, carol.root)).paths}
+    assert st["/report.txt"].state == NOT_SYNCED
+    assert "/report.txt" not in {e["path"] for e in await carol.client.list("/")}, "nor uploaded"
+
+
 async def test_first_sync_of_a_member_lists_mounts(people: dict[str, Dev], tmp_path: Path) -> None:
     """A device set up after the share: the root listing holds the mount entry (id null)."""
     alice, bob = people["alice"], people["bob"]

@@ -66,10 +66,10 @@ def case_clashes(remote: dict[str, RemoteNode]) -> dict[str, str]:
 def views(state: State, root: Path, excludes: Iterable[str], settle: float, fold_case: bool = False
           ) -> tuple[Scan, dict[str, RemoteNode], dict[str, SyncedNode], set[str]]:
     """The scan, the remote and synced trees without ignored paths, and the paths to skip.
-    Shared folders the user lost stay on disk, left alone (reported as not synced)."""
-    detached = [d for d in detached_paths(state) if local_path(root, d).is_dir()]
+    Shared folders and files the user lost stay on disk, left alone (reported as not synced)."""
+    detached = [d for d in detached_paths(state) if local_path(root, d).exists()]
     if detached != detached_paths(state):
-        set_detached(state, detached)  # gone from disk: a new folder there syncs again
+        set_detached(state, detached)  # gone from disk: a new file or folder there syncs again
         state.commit()
     ignore = Ignore(root, [*excludes, *detached])
     remote = {p: n for p, n in state.remote.items() if not ignore(p, n.kind == DIR)}

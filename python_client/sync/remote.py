@@ -11,8 +11,11 @@ Mounts: the root journal says when a shared folder is mounted (``mount``), moved
 ``mounts``: ns -> {path, cursor}) and is listed the same way when first seen; its entries carry
 paths inside the shared namespace, prefixed here with the mount's path. The mount point itself is
 a folder node whose id is ``-ns`` (mounts have no node id; node ids are positive), so the planner
-sees a moved mount as a move. A removed mount stops syncing but its files stay on disk: the path
-goes to the ``detached`` list, which the sync leaves alone (``detached_paths``).
+sees a moved mount as a move. A shared file is mounted as the file itself: its row in the mount
+table has ``file: true`` (learnt from listing the mount: one entry, at the mount's own path), the
+remote node at the mount point is the file, and every entry of its namespace is about that file.
+A removed mount stops syncing but its files stay on disk: the path goes to the ``detached`` list,
+which the sync leaves alone (``detached_paths``).
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ def mount_node(ns: int) -> RemoteNode:
     return RemoteNode(DIR, -ns)
 
 
-def _outside(mount: str, inner: str) -> str:
+def _outside(mount: str, inner: str, file: bool = False) -> str:
+    if file:  # a shared file's namespace holds only that file: it is the mount point
+        return mount
     return mount if inner == paths.ROOT else mount.rstrip("/") + inner
 
 
@@ -65,14 +70,18 @@ def set_detached(state: State, folders: list[str]) -> None:
     state.set("detached", sorted(set(folders)))
 
 
-def _attach(state: State, ns: int, path: str) -> None:
+def _attach(state: State, ns: int, path: str, entry: dict[str, Any] | None = None) -> None:
+    """Mount *ns* at *path*; *entry* is its listing entry when known (a shared file's is the file)."""
     table = mounts(state)
     known = table.get(ns)
-    if known is not None and known["path"] == path and state.remote.get(path) == mount_node(ns):
+    file = entry is not None and entry["kind"] == FILE
+    if known is not None and known["path"] == path and (
+            state.remote.get(path) == mount_node(ns) or (known.get("file") and path in state.remote)):
         return  # a replayed entry: already mounted there
-    state.drop_remote(path)  # the owner's own folder becomes the mount of the new namespace
-    state.put_remote(path, mount_node(ns))
-    table[ns] = {"path": path, "cursor": None}  # listed in full by the next pull of mounts
+    state.drop_remote(path)  # the owner's own folder (or file) becomes the mount of the new namespace
+    state.put_remote(path, _node(entry) if file and entry is not None else mount_node(ns))
+    # listed in full by the next pull of mounts (which learns whether it is a file, if not known yet)
+    table[ns] = {"path": path, "cursor": None} | ({"file": True} if file else {})
     _save_mounts(state, table)
     set_detached(state, [d for d in detached_paths(state) if not paths.is_within(d, path)])
 
@@ -86,8 +95,9 @@ def _detach(state: State, ns: int) -> None:
         return
     path = m["path"]
     had = any(paths.is_within(p, path) for p in state.synced)
-    if state.remote.get(path) == mount_node(ns):  # not something listed there since
-        state.drop_remote(path)
+    cur = state.remote.get(path)
+    if cur == mount_node(ns) or (m.get("file") and cur is not None and cur.kind == FILE):
+        state.drop_remote(path)  # (not something listed there since)
     state.drop_synced(path)
     for p in [p for p in state.blocked if paths.is_within(p, path)]:
         state.unblock(p)
@@ -98,20 +108,25 @@ def _detach(state: State, ns: int) -> None:
 
 def _move_mount(state: State, ns: int, old: str, new: str) -> None:
     cur = state.remote.get(old)
-    if cur == mount_node(ns):
+    table = mounts(state)
+    file = bool(table.get(ns, {}).get("file"))
+    if cur == mount_node(ns) or (file and cur is not None and cur.kind == FILE):
         state.move_remote(old, new)
+    elif file:
+        if new not in state.remote and ns in table:  # not carried there by a folder move: list it again
+            table[ns]["cursor"] = None
     elif state.remote.get(new) != mount_node(ns):  # not carried there by a folder move already
         state.drop_remote(new)
         state.put_remote(new, mount_node(ns))
-    table = mounts(state)
     if ns in table:
         table[ns]["path"] = new
         _save_mounts(state, table)
 
 
 # -- applying entries
-def apply(state: State, e: dict[str, Any], mount: str = paths.ROOT) -> None:
-    """Apply one journal entry to the remote tree; *mount* is where its namespace is mounted."""
+def apply(state: State, e: dict[str, Any], mount: str = paths.ROOT, file: bool = False) -> None:
+    """Apply one journal entry to the remote tree; *mount* is where its namespace is mounted
+    (*file*: a shared file's namespace, mounted as the file)."""
     if e["kind"] == "member":
         return  # membership of a shared folder: nothing in the tree changes
     if e["kind"] == "mount":
@@ -123,11 +138,11 @@ def apply(state: State, e: dict[str, Any], mount: str = paths.ROOT) -> None:
         elif e["op"] == "unmount":
             _detach(state, ns)
         return
-    op, path, node_id = e["op"], _outside(mount, e["path"]), int(e["id"])
+    op, path, node_id = e["op"], _outside(mount, e["path"], file), int(e["id"])
     if op in ("create", "modify", "mkdir"):
         state.put_remote(path, _node(e))
     elif op == "move":
-        old = _outside(mount, e["old_path"])
+        old = _outside(mount, e["old_path"], file)
         cur = state.remote.get(old)
         if cur is not None and cur.node_id == node_id:
             state.move_remote(old, path)
@@ -139,15 +154,17 @@ def apply(state: State, e: dict[str, Any], mount: str = paths.ROOT) -> None:
             state.drop_remote(path)
 
 
-async def _list_below(client: SatchelClient, state: State, top: str) -> None:
-    """Put everything below *top* into the remote tree; mounts found are attached, not descended."""
+async def _list_below(client: SatchelClient, state: State, top: str,
+                      first: list[dict[str, Any]] | None = None) -> None:
+    """Put everything below *top* into the remote tree; mounts found are attached, not descended.
+    *first*: the listing of *top*, when the caller has it already."""
     folders = [top]
     while folders:
         folder = folders.pop()
-        for e in await client.list(folder):
+        for e in first if first is not None and folder == top else await client.list(folder):
             share = e.get("share")
             if share is not None:
-                _attach(state, int(share["ns"]), e["path"])
+                _attach(state, int(share["ns"]), e["path"], e)
             else:
                 state.put_remote(e["path"], _node(e))
                 if e["kind"] == DIR:
@@ -212,16 +229,23 @@ async def _pull_mount(client: SatchelClient, state: State, ns: int) -> int:
         if cursor is None:
             cursor = await _latest(client, ns)
             state.drop_remote(m["path"])
-            state.put_remote(m["path"], mount_node(ns))
-            await _list_below(client, state, m["path"])
-            _save_mounts(state, {**mounts(state), ns: {"path": m["path"], "cursor": cursor}})
+            top = await client.list(m["path"])
+            file = len(top) == 1 and top[0]["path"] == m["path"] and top[0]["kind"] == FILE
+            if file:  # a shared file: the listing is the file itself
+                state.put_remote(m["path"], _node(top[0]))
+            else:
+                state.put_remote(m["path"], mount_node(ns))
+                await _list_below(client, state, m["path"], top)
+            m = {"path": m["path"], "cursor": cursor} | ({"file": True} if file else {})
+            _save_mounts(state, {**mounts(state), ns: m})
             state.commit()
         applied = 0
         async for page in _pages(client, cursor):
             for e in page["entries"]:
-                apply(state, e, m["path"])
+                apply(state, e, m["path"], bool(m.get("file")))
             applied += len(page["entries"])
-            _save_mounts(state, {**mounts(state), ns: {"path": m["path"], "cursor": page["cursor"]}})
+            m = {**m, "cursor": page["cursor"]}
+            _save_mounts(state, {**mounts(state), ns: m})
             state.commit()
         return applied
     except SatchelError as exc:
@@ -229,7 +253,7 @@ async def _pull_mount(client: SatchelClient, state: State, ns: int) -> int:
             raise
         if any(s["ns"] == ns for s in await client.shares()):
             log.warning("the journal of %s cannot resume (%s): listing it again", m["path"], exc.code.value)
-            _save_mounts(state, {**mounts(state), ns: {"path": m["path"], "cursor": None}})
+            _save_mounts(state, {**mounts(state), ns: {**m, "cursor": None}})
             state.commit()
             return await _pull_mount(client, state, ns)
         _detach(state, ns)  # access ended before the root journal told us

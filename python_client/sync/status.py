@@ -17,6 +17,7 @@ from python_client.sync.engine import LOST_SHARE, case_insensitive, mount_points
 from python_client.sync.model import DIR, Op
 from python_client.sync.planner import plan
 from python_client.sync.remote import pull
+from python_client.sync.scanner import local_path
 from python_client.sync.state import State
 
 UP_TO_DATE, UPLOAD, DOWNLOAD, CONFLICT, BLOCKED, NOT_SYNCED = (
@@ -81,7 +82,7 @@ async def folder_status(client: SatchelClient, root: Path, excludes: list[str] |
             if b.holds(found.local.get(p), now):
                 out[p] = PathStatus(p, out[p].kind if p in out else "file", BLOCKED, f"{b.code}: {b.message}")
         for p, why in found.problems.items():
-            folder = why == LOST_SHARE or why.startswith("cannot read the folder")
+            folder = (why == LOST_SHARE and local_path(root, p).is_dir()) or why.startswith("cannot read the folder")
             out[p] = PathStatus(p, DIR if folder else "file", NOT_SYNCED, why)
         return FolderStatus(online, [out[p] for p in sorted(out)])
     finally:

@@ -89,7 +89,7 @@ async def put_pack(request: Request) -> Response:
 async def get_chunk(request: Request) -> Response:
     """Signed chunk download."""
     svc = services(request)
-    key = downloads.chunk_key(svc, path_int(request, "owner_id"), request.path_params["hash"],
+    key = await downloads.chunk_key(svc, path_int(request, "owner_id"), request.path_params["hash"],
                               dict(request.query_params))
     if not await svc.blobs.exists(key):
         raise SatchelError(ErrorCode.not_found, "chunk not found")

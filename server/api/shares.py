@@ -1,6 +1,8 @@
-"""Routes: shared folders (members, roles, leaving), link shares, and the public link routes."""
+"""Routes: shared folders and files (members, roles, leaving), link shares, and the public link routes."""
 
 from __future__ import annotations
+
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -12,17 +14,18 @@ from server.core.errors import ErrorCode, SatchelError
 from server.services import links, shares
 
 PASSWORD_HEADER = "x-satchel-link-password"  # noqa: S105 (a header name)
+PASSWORD_HEADER_EXT = PASSWORD_HEADER + "*"  # RFC 8187 ext-value: UTF-8''percent-encoded
 
 
 async def share_path(request: Request) -> Response:
-    """Share a folder: {path, members: [{user, role, can_reshare?}]} -> the members."""
+    """Share a folder or file: {path, members: [{user, role, can_reshare?}]} -> the members."""
     who = await principal(request)
     body = await json_body(request)
     return JSONResponse(await shares.share(services(request), who, body.get("path"), body.get("members")))
 
 
 async def share_file_id(request: Request) -> Response:
-    """Share the folder with this id: {members: [...]} -> the members."""
+    """Share the folder or file with this id: {members: [...]} -> the members."""
     who = await principal(request)
     body = await json_body(request)
     return JSONResponse(await shares.share_by_id(services(request), who, path_int(request, "file_id"),
@@ -30,12 +33,12 @@ async def share_file_id(request: Request) -> Response:
 
 
 async def my_shares(request: Request) -> Response:
-    """The shared folders the caller belongs to (owner or member), with mount paths and roles."""
+    """The shared folders and files the caller belongs to (owner or member), with mount paths, kinds, roles."""
     return JSONResponse(shares.mine(await principal(request)))
 
 
 async def members(request: Request) -> Response:
-    """The members of a shared folder (any member may look)."""
+    """The members of a shared folder or file (any member may look)."""
     who = await principal(request)
     return JSONResponse(await shares.members_of(services(request), who, path_int(request, "ns")))
 
@@ -52,7 +55,7 @@ async def member(request: Request) -> Response:
 
 
 async def leave(request: Request) -> Response:
-    """Leave a shared folder (members; the owner cannot). 204."""
+    """Leave a shared folder or file (members; the owner cannot). 204."""
     who = await principal(request)
     await shares.remove(services(request), who, path_int(request, "ns"), who.user_id)
     return Response(status_code=204)
@@ -78,9 +81,32 @@ async def revoke_link(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def link_password(request: Request) -> str | None:
+    """The link password: ``X-Satchel-Link-Password*: UTF-8''<percent-encoded>`` (RFC 8187, any
+    Unicode password: browsers' fetch and most HTTP libraries refuse non-Latin-1 header values),
+    else the plain header, whose raw bytes are read as UTF-8 when they are valid UTF-8 (Starlette
+    hands header values over as Latin-1) and as Latin-1 otherwise (older clients)."""
+    ext = request.headers.get(PASSWORD_HEADER_EXT)
+    if ext is not None:
+        charset, sep, rest = ext.partition("'")
+        _lang, sep2, encoded = rest.partition("'")
+        if not (sep and sep2) or charset.lower() != "utf-8" or not encoded.isascii():
+            raise SatchelError(ErrorCode.bad_request, f"{PASSWORD_HEADER_EXT} is UTF-8''<percent-encoded>")
+        try:
+            return unquote(encoded, errors="strict")
+        except UnicodeDecodeError as exc:
+            raise SatchelError(ErrorCode.bad_request, f"{PASSWORD_HEADER_EXT} is not percent-encoded UTF-8") from exc
+    plain = request.headers.get(PASSWORD_HEADER)
+    if plain is None:
+        return None
+    try:
+        return plain.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return plain
+
+
 async def _opened(request: Request) -> links.Opened:
-    return await links.open_link(services(request), request.path_params["token"],
-                                 request.headers.get(PASSWORD_HEADER))
+    return await links.open_link(services(request), request.path_params["token"], link_password(request))
 
 
 async def public_link(request: Request) -> Response:

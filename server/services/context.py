@@ -27,6 +27,7 @@ class Mount:
     path: str
     role: str  # owner | editor | viewer
     can_reshare: bool
+    file: str | None = None  # a shared file: its path inside the namespace (mounted at ``path``)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.errors import ErrorCode, SatchelError
-from server.services import tree
+from server.services import access, tree
 from server.services.access import Perm
 from server.services.context import Principal, Services
 from server.services.serialize import iso
@@ -68,13 +68,15 @@ async def chunk_list(svc: Services, who: Principal, node_id: int, rev_id: int | 
             .order_by(RevisionChunk.idx).limit(limit)
         )).scalars().all()
     chunks = []
+    member = who.user_id != fr.owner_id  # a share member's URLs die with their access (check_signed)
+    params = {"u": who.user_id} | ({"ns": fr.node.ns_id} if member else {})
+    ttl = url_ttl(svc, member)
     for r in rows:
         hx = bytes(r.hash).hex()
         if svc.blobs.direct:
-            url = (await svc.blobs.presign_download(BlobKey(fr.owner_id, bytes(r.hash)), svc.config.url_ttl)).url
+            url = (await svc.blobs.presign_download(BlobKey(fr.owner_id, bytes(r.hash)), ttl)).url
         else:
-            url = base_url + svc.signer.sign("GET", blob_path(fr.owner_id, hx), {"u": who.user_id},
-                                             svc.config.url_ttl)
+            url = base_url + svc.signer.sign("GET", blob_path(fr.owner_id, hx), params, ttl)
         chunks.append({"index": r.idx, "offset": r.offset, "size": r.size, "hash": hx, "url": url})
     nxt = offset + len(rows) if offset + len(rows) < fr.rev.chunk_count else None
     return {"id": fr.node.id, "rev": fr.rev.id, "size": fr.rev.size, "content_hash": fr.rev.content_hash,
@@ -82,8 +84,19 @@ async def chunk_list(svc: Services, who: Principal, node_id: int, rev_id: int | 
             "chunks": chunks, "next_offset": nxt}
 
 
-def chunk_key(svc: Services, owner_id: int, hex_hash: str, query: dict[str, str]) -> BlobKey:
-    svc.signer.verify("GET", blob_path(owner_id, hex_hash), query)
+def url_ttl(svc: Services, member: bool) -> float:
+    """Chunk URLs live ``url_ttl``; S3 presigned ones issued to a share member, which S3 cannot
+    recall, only ``member_url_ttl`` (server-signed ones are re-checked on use instead)."""
+    if member and svc.blobs.direct:
+        return min(svc.config.url_ttl, svc.config.member_url_ttl)
+    return svc.config.url_ttl
+
+
+async def chunk_key(svc: Services, owner_id: int, hex_hash: str, query: dict[str, str]) -> BlobKey:
+    params = svc.signer.verify("GET", blob_path(owner_id, hex_hash), query)
+    if "ns" in params:
+        async with svc.db.read() as s:
+            await access.check_signed(s, params, Perm.READ)
     try:
         return BlobKey(owner_id, bytes.fromhex(hex_hash))
     except ValueError as exc:

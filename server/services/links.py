@@ -165,7 +165,7 @@ async def open_link(svc: Services, token: str, password: str | None) -> Opened:
                 raise SatchelError(ErrorCode.not_found, _GONE)
     if link.password_hash is not None and not await verify_password(link.password_hash, password or ""):
         raise SatchelError(ErrorCode.password_required, "this link needs its password "
-                           "(header X-Satchel-Link-Password)")
+                           "(header X-Satchel-Link-Password* or X-Satchel-Link-Password)")
     return Opened(link, root, ns.owner_id)
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import paths
 from server.core.errors import ErrorCode, SatchelError
-from server.services import history, journal, quota, refguard, search_index, tree
+from server.services import access, history, journal, quota, refguard, search_index, tree
 from server.services.access import Location, Perm
 from server.services.context import Principal, Services
 from server.services.serialize import iso
@@ -156,11 +156,13 @@ async def rewind(svc: Services, who: Principal, path: object, t_ms: object, dry_
     if dry_run:
         async with svc.db.read() as s:
             p = await plan(s, svc, loc, t_ms)
+        _deletes_shared_file(who, loc, p)
         return _shown(loc, p) | {"dry_run": True}
     touched: list[tuple[int, int | None]] = []
     async with svc.db.write() as s:
         await refguard.adding_references(s)
         p = await plan(s, svc, loc, t_ms)
+        _deletes_shared_file(who, loc, p)
         owner = (await s.execute(select(Namespace.owner_id).where(Namespace.id == loc.ns_id))).scalar_one()
         await quota.charge(s, owner, p["added"])
         revs: dict[int, Revision] = p["_revs"]
@@ -186,6 +188,15 @@ async def rewind(svc: Services, who: Principal, path: object, t_ms: object, dry_
     for node_id, rev_id in touched:
         await search_index.index_content(svc, node_id, rev_id)
     return _shown(loc, p) | {"dry_run": False}
+
+
+def _deletes_shared_file(who: Principal, loc: Location, p: dict[str, Any]) -> None:
+    """A rewind of a shared file to before it existed deletes it: its owner's call alone, as for
+    ``delete`` (``tree.delete``)."""
+    if loc.file is not None and any(st["action"] == "delete" for st in p["steps"]) \
+            and not access.perms(access.check_ns(who, loc.ns_id, Perm.READ)) & Perm.MANAGE:
+        raise SatchelError(ErrorCode.nested_share, "this rewind would delete the shared file: only its "
+                           "owner deletes it", path=loc.mount)
 
 
 def _shown(loc: Location, p: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Shared folders: a shared folder is a namespace of its own, mounted into each member's tree.
+"""Shared folders and files: each is a namespace of its own, mounted into each member's tree.
+
+A shared file is a namespace holding that one file (at ``/<name>`` inside, for good); its mount
+point in a member's tree is the file itself. Members rename or move it by moving their mount (the
+others keep their names); nobody deletes it through a mount (members leave, the owner unshares).
 
 Sharing a folder of one's own tree for the first time turns it into a namespace (its nodes and
 revisions move over, metadata only) and mounts it back where it was, as the owner's mount. Each
@@ -23,7 +27,7 @@ from server.services.access import Perm
 from server.services.context import Mount, Principal, Services
 from server.services.serialize import iso
 from server.storage.db import now_ms
-from server.storage.models import Namespace, Node, Revision, ShareMember, Upload, User
+from server.storage.models import Link, Namespace, Node, Revision, ShareMember, Upload, User
 
 MAX_MEMBERS_PER_REQUEST = 100
 
@@ -52,58 +56,98 @@ async def _user(s: AsyncSession, name: str) -> User:
     return user
 
 
-async def _free_mount_path(s: AsyncSession, user: User, name: str) -> str:
-    """``/name``, or ``/name (2)``… if the user's root already has that path or a mount there."""
+async def _free_mount_path(s: AsyncSession, user: User, name: str, file: bool = False) -> str:
+    """``/name``, or ``/name (2)``… (a file: ``/name (2).ext``) if the user's root already has that
+    path or a mount there."""
     taken_mounts = set((await s.execute(select(ShareMember.mount_path).where(
         ShareMember.user_id == user.id))).scalars())
     assert user.root_ns_id is not None
+    dot = name.rfind(".") if file else -1
+    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
     for n in range(1, 1000):
-        candidate = paths.normalize(f"/{name}" if n == 1 else f"/{name} ({n})")
+        candidate = paths.normalize(f"/{name}" if n == 1 else f"/{stem} ({n}){ext}")
         if candidate not in taken_mounts and await tree.get_node(s, user.root_ns_id, candidate) is None:
             return candidate
     raise SatchelError(ErrorCode.path_exists, "no free place to mount this folder")
 
 
-async def _convert(svc: Services, s: AsyncSession, who: Principal, folder: str) -> Mount:
-    """Turn *folder* of the caller's root namespace into a shared namespace mounted in its place."""
-    node = await tree.get_node(s, who.root_ns_id, folder)
+async def _convert(svc: Services, s: AsyncSession, who: Principal, path: str) -> Mount:
+    """Turn the folder or file at *path* of the caller's root namespace into a shared namespace
+    mounted in its place (metadata only: nodes, revisions and links move, no bytes)."""
+    node = await tree.get_node(s, who.root_ns_id, path)
     if node is None:
-        raise SatchelError(ErrorCode.not_found, f"{folder} does not exist", path=folder)
-    if node.kind != "dir":
-        raise SatchelError(ErrorCode.not_a_directory, "only folders are shared with users; share a file "
-                           "with a link", path=folder)
-    if any(paths.is_within(m.path, folder) for m in who.mounts):
-        raise SatchelError(ErrorCode.nested_share, "this folder holds a shared folder", path=folder)
+        raise SatchelError(ErrorCode.not_found, f"{path} does not exist", path=path)
+    if node.kind == "dir" and any(paths.is_within(m.path, path) for m in who.mounts):
+        raise SatchelError(ErrorCode.nested_share, "this folder holds a shared folder", path=path)
     now = now_ms()
-    ns = Namespace(owner_id=who.user_id, kind="shared", seq=0, created_ms=now)
+    ns = Namespace(owner_id=who.user_id, kind="shared" if node.kind == "dir" else access.FILE_NS, seq=0,
+                   created_ms=now)
     s.add(ns)
     await s.flush()
-    cut = len(folder) + 1  # '/Projects/Apollo/x' -> '/x'
-    moved = select(Node.id).where(tree.subtree(svc, who.root_ns_id, folder)).scalar_subquery()
-    await s.execute(update(Revision).where(Revision.node_id.in_(moved)).values(ns_id=ns.id)
+    if node.kind == "dir":
+        await _move_folder(svc, s, who, node, ns.id)
+        mount = Mount(ns.id, who.user_id, path, "owner", True)
+    else:
+        mount = await _move_file(s, who, node, ns.id)
+    s.add(ShareMember(ns_id=ns.id, user_id=who.user_id, role="owner", can_reshare=True, mount_path=path,
+                      added_by=who.user_id, created_ms=now))
+    await journal.append(s, who.root_ns_id, op="mount", kind="mount", node_id=ns.id, path=path, role="owner",
+                         user_id=who.user_id, device_id=who.device_id)
+    return mount
+
+
+async def _move_file(s: AsyncSession, who: Principal, node: Node, ns_id: int) -> Mount:
+    """A shared file: the node (same id, same revisions) becomes the one file of namespace *ns_id*,
+    at ``/<its name>`` there for good (renames move mounts, never this path)."""
+    outer, inner = node.path, paths.ROOT + paths.name(node.path)
+    await s.execute(update(Revision).where(Revision.node_id == node.id).values(ns_id=ns_id)
                     .execution_options(synchronize_session=False))
-    await s.execute(
-        update(Node).where(tree.subtree(svc, who.root_ns_id, folder))
-        .values(ns_id=ns.id, path=func.substr(Node.path, cut, type_=String),
-                parent_path=case((Node.parent_path == folder, literal(paths.ROOT, String)),
-                                 else_=func.substr(Node.parent_path, cut, type_=String)))
-        .execution_options(synchronize_session=False))
-    # Open uploads into the folder would land back in the root namespace: they start over.
+    await s.execute(update(Link).where(Link.node_id == node.id).values(ns_id=ns_id)
+                    .execution_options(synchronize_session=False))
+    # An open upload to the file would land back in the root namespace: it starts over.
+    await s.execute(delete(Upload).where(Upload.ns_id == who.root_ns_id, Upload.path == outer))
+    node.ns_id, node.path, node.parent_path = ns_id, inner, paths.ROOT
+    await s.flush()
+    return Mount(ns_id, who.user_id, outer, "owner", True, inner)
+
+
+async def _move_folder(svc: Services, s: AsyncSession, who: Principal, node: Node, ns_id: int) -> None:
+    """The folder's live subtree moves to namespace *ns_id*, and so do the trash items deleted from
+    inside it (restorable there by its editors); the folder's own node is gone (the mount replaces it)."""
+    folder = node.path
+    cut = len(folder) + 1  # '/Projects/Apollo/x' -> '/x'
     lo, hi = paths.descendant_range(folder)
+    col = Node.path.collate("C") if svc.db.dialect == "postgresql" else Node.path
+    # A trash item counts when its root was deleted from below the folder; one deleted from above
+    # it (a whole '/Projects' trashed before) or an older folder of the same path stays the owner's.
+    trash_roots = select(Node.id).where(Node.ns_id == who.root_ns_id, Node.deleted_ms.is_not(None),
+                                        Node.trash_root_id == Node.id, col >= lo, col < hi)
+    moving = tree.subtree(svc, who.root_ns_id, folder) | (
+        (Node.ns_id == who.root_ns_id) & Node.deleted_ms.is_not(None)
+        & Node.trash_root_id.in_(trash_roots.scalar_subquery()))
+    ids = [int(i) for i in (await s.execute(select(Node.id).where(moving))).scalars()]
+    for start in range(0, len(ids), 500):  # bounded IN lists
+        part = ids[start:start + 500]
+        await s.execute(update(Revision).where(Revision.node_id.in_(part)).values(ns_id=ns_id)
+                        .execution_options(synchronize_session=False))
+        await s.execute(update(Link).where(Link.node_id.in_(part)).values(ns_id=ns_id)
+                        .execution_options(synchronize_session=False))
+        await s.execute(
+            update(Node).where(Node.id.in_(part))
+            .values(ns_id=ns_id, path=func.substr(Node.path, cut, type_=String),
+                    parent_path=case((Node.parent_path == folder, literal(paths.ROOT, String)),
+                                     else_=func.substr(Node.parent_path, cut, type_=String)))
+            .execution_options(synchronize_session=False))
+    # Open uploads into the folder would land back in the root namespace: they start over.
     await s.execute(delete(Upload).where(Upload.ns_id == who.root_ns_id, Upload.path >= lo, Upload.path < hi))
     await s.delete(node)
-    s.add(ShareMember(ns_id=ns.id, user_id=who.user_id, role="owner", can_reshare=True, mount_path=folder,
-                      added_by=who.user_id, created_ms=now))
-    await journal.append(s, who.root_ns_id, op="mount", kind="mount", node_id=ns.id, path=folder, role="owner",
-                         user_id=who.user_id, device_id=who.device_id)
-    return Mount(ns.id, who.user_id, folder, "owner", True)
 
 
 async def share(svc: Services, who: Principal, path: object, members: object) -> dict[str, Any]:
-    """Share the folder at *path* with *members* (adding them, or changing roles for a manager)."""
+    """Share the folder or file at *path* with *members* (adding them, or changing roles for a manager)."""
     wanted = _members_arg(members)
     loc = tree.locate(who, path, need=Perm.READ)
-    if loc.ns_id != who.root_ns_id and loc.path != paths.ROOT:
+    if loc.ns_id != who.root_ns_id and loc.path != paths.ROOT and loc.file is None:
         raise SatchelError(ErrorCode.nested_share, "a folder inside a shared folder cannot be shared on "
                            "its own: share the shared folder", path=loc.outside(loc.path))
     if loc.ns_id == who.root_ns_id and loc.path == paths.ROOT:
@@ -132,7 +176,7 @@ async def _add(s: AsyncSession, who: Principal, m: Mount, mine: Perm, user: User
         if mine & Perm.MANAGE and (row.role, row.can_reshare) != (role, reshare):
             await _set_role(s, who, row, role, reshare)
         return
-    mount = await _free_mount_path(s, user, paths.name(m.path))
+    mount = await _free_mount_path(s, user, paths.name(m.path), m.file is not None)
     s.add(ShareMember(ns_id=m.ns_id, user_id=user.id, role=role, can_reshare=reshare, mount_path=mount,
                       added_by=who.user_id, created_ms=now_ms()))
     await journal.append(s, m.ns_id, op="member_add", kind="member", node_id=user.id, path=paths.ROOT,
@@ -197,13 +241,17 @@ async def _members_json(svc: Services, m: Mount) -> dict[str, Any]:
         rows = (await s.execute(select(ShareMember, User.name).join(User, User.id == ShareMember.user_id)
                                 .where(ShareMember.ns_id == m.ns_id).order_by(ShareMember.created_ms,
                                                                               ShareMember.user_id))).all()
-    return {"ns": m.ns_id, "path": m.path, "role": m.role, "members": [
+    return {"ns": m.ns_id, "path": m.path, "kind": kind(m), "role": m.role, "members": [
         {"user_id": r.user_id, "user": name, "role": r.role, "can_reshare": r.can_reshare,
          "added_at": iso(r.created_ms)} for r, name in rows]}
 
 
+def kind(m: Mount) -> str:
+    return "dir" if m.file is None else "file"
+
+
 def mine(who: Principal) -> dict[str, Any]:
-    return {"shares": [{"ns": m.ns_id, "path": m.path, "role": m.role, "owner_id": m.owner_id,
+    return {"shares": [{"ns": m.ns_id, "path": m.path, "kind": kind(m), "role": m.role, "owner_id": m.owner_id,
                         "can_reshare": m.can_reshare} for m in who.mounts]}
 
 

@@ -104,6 +104,10 @@ async def undelete(svc: Services, who: Principal, path: object, node_id: object 
             select(Node).where(Node.trash_root_id == root.id, Node.deleted_ms.is_not(None)).order_by(Node.path)
         )).scalars().all()
         target = await free_path(s, root.ns_id, root.path, root.kind)
+        if loc.file is not None and target != root.path:  # a shared file's namespace holds one path
+            raise SatchelError(ErrorCode.path_exists, f"{loc.mount} exists again: delete it first to restore "
+                               "this version from the trash, or restore an old version from its history",
+                               path=loc.mount)
         await tree.ensure_parents(s, who, root.ns_id, target)
         owner = (await s.execute(select(Namespace.owner_id).where(Namespace.id == root.ns_id))).scalar_one()
         await quota.charge(s, owner, sum(m.size for m in members if m.kind == "file"))

@@ -58,18 +58,38 @@ async def get_node_by_id(s: AsyncSession, who: Principal, node_id: int, *, need:
 
 def shown(who: Principal, node: Node) -> dict[str, Any]:
     """A node's entry with its path as the caller sees it (through their mount of its namespace)."""
+    m = access.grant(who, node.ns_id)
+    if m is not None and m.file is not None:
+        return mount_json(m, node)
     out = entry_json(node)
     out["path"] = access.visible_path(who, node.ns_id, node.path)
     return out
 
 
-def mount_json(m: Mount) -> dict[str, Any]:
-    """A mounted shared folder as an entry of the caller's tree."""
-    return {"id": None, "path": m.path, "name": paths.name(m.path), "kind": "dir", "modified_at": None,
-            "share": {"ns": m.ns_id, "role": m.role, "owner_id": m.owner_id, "can_reshare": m.can_reshare}}
+def mount_json(m: Mount, node: Node | None = None) -> dict[str, Any]:
+    """A mounted shared folder as an entry of the caller's tree; a shared file is its file's entry
+    (*node*) under the mount's path and name. Both carry ``share``."""
+    share = {"ns": m.ns_id, "role": m.role, "owner_id": m.owner_id, "can_reshare": m.can_reshare}
+    if m.file is not None and node is not None:
+        return entry_json(node) | {"path": m.path, "name": paths.name(m.path), "share": share}
+    return {"id": None, "path": m.path, "name": paths.name(m.path), "kind": "dir" if m.file is None else "file",
+            "modified_at": None, "share": share}
 
 
-def _at(loc: Location, node: Node) -> dict[str, Any]:
+async def mounted_files(s: AsyncSession, mounts: list[Mount]) -> dict[int, Node]:
+    """The live file of each shared-file mount in *mounts*, by namespace."""
+    ids = [m.ns_id for m in mounts if m.file is not None]
+    if not ids:
+        return {}
+    rows = (await s.execute(select(Node).where(Node.ns_id.in_(ids), Node.deleted_ms.is_(None)))).scalars()
+    return {n.ns_id: n for n in rows}
+
+
+def _at(loc: Location, node: Node, who: Principal | None = None) -> dict[str, Any]:
+    if loc.file is not None and who is not None:
+        m = access.grant(who, loc.ns_id)
+        if m is not None:
+            return mount_json(m, node)
     out = entry_json(node)
     out["path"] = loc.outside(node.path)
     return out
@@ -126,7 +146,7 @@ async def stat(svc: Services, who: Principal, path: object) -> dict[str, Any]:
     if node is None:
         raise SatchelError(ErrorCode.not_found, f"{loc.outside(loc.path)} does not exist",
                            path=loc.outside(loc.path))
-    return _at(loc, node)
+    return _at(loc, node, who)
 
 
 async def list_folder(svc: Services, who: Principal, path: object, after: str | None = None,
@@ -142,16 +162,18 @@ async def list_folder(svc: Services, who: Principal, path: object, after: str | 
                 raise SatchelError(ErrorCode.not_found, f"{loc.outside(loc.path)} does not exist",
                                    path=loc.outside(loc.path))
             if node.kind != "dir":
-                return {"entry": _at(loc, node), "entries": [_at(loc, node)], "next": None}
+                return {"entry": _at(loc, node, who), "entries": [_at(loc, node, who)], "next": None}
         q = select(Node).where(live(loc.ns_id), Node.parent_path == loc.path)
         if after:
             q = q.where(Node.path > after)
         rows = (await s.execute(q.order_by(Node.path).limit(limit + 1))).scalars().all()
+        here = access.mounts_in(who, loc.path) if loc.ns_id == who.root_ns_id and not after else []
+        files = await mounted_files(s, here)
     more = len(rows) > limit
     rows = rows[:limit]
     entries = [_at(loc, n) for n in rows]
-    if loc.ns_id == who.root_ns_id and not after:  # shared folders mounted here come on the first page
-        entries = [mount_json(m) for m in access.mounts_in(who, loc.path)] + entries
+    if here:  # shared folders and files mounted here come on the first page
+        entries = [mount_json(m, files.get(m.ns_id)) for m in here] + entries
     m = _mount_of(who, loc) if loc.path == paths.ROOT else None
     entry = mount_json(m) if m else {"id": None, "path": loc.outside(loc.path), "kind": "dir"}
     return {"entry": entry, "entries": entries, "next": rows[-1].path if more else None}
@@ -243,7 +265,8 @@ async def _move_mount(svc: Services, who: Principal, m: Mount, dst: object) -> d
             raise SatchelError(ErrorCode.path_exists, f"{to} already exists", path=to)
         await ensure_parents(s, who, who.root_ns_id, to)
         await _set_mount_path(s, who, m, to)
-    return mount_json(Mount(m.ns_id, m.owner_id, to, m.role, m.can_reshare))
+        files = await mounted_files(s, [m])
+    return mount_json(Mount(m.ns_id, m.owner_id, to, m.role, m.can_reshare, m.file), files.get(m.ns_id))
 
 
 async def delete(svc: Services, who: Principal, path: object, rev: object = None) -> dict[str, Any]:
@@ -259,6 +282,9 @@ async def delete(svc: Services, who: Principal, path: object, rev: object = None
             raise SatchelError(ErrorCode.nested_share, "a shared folder is left (or unshared), not deleted",
                                path=loc.mount)
         raise SatchelError(ErrorCode.bad_request, "the root folder cannot be deleted")
+    if loc.file is not None and not access.perms(access.check_ns(who, loc.ns_id, Perm.READ)) & Perm.MANAGE:
+        raise SatchelError(ErrorCode.nested_share, "a shared file is left, not deleted: only its owner "
+                           "deletes it (moving it only moves your own copy of the mount)", path=loc.mount)
     if loc.ns_id == who.root_ns_id and any(paths.is_within(m.path, loc.path) for m in who.mounts):
         raise SatchelError(ErrorCode.nested_share, "this folder holds shared folders: move them out "
                            "or leave them first", path=loc.path)

@@ -38,7 +38,7 @@ from server.auth.tokens import new_id
 from server.core import chunking, paths
 from server.core.errors import ErrorCode, SatchelError
 from server.core.pack import PackReader
-from server.services import access, journal, quota, refguard, search_index, tree
+from server.services import access, downloads, journal, quota, refguard, search_index, tree
 from server.services.access import Location, Perm
 from server.services.context import Principal, Services
 from server.services.serialize import iso
@@ -193,7 +193,12 @@ async def _still_missing(svc: Services, upload: Upload, candidates: list[tuple[b
 
 
 def _url_ttl(svc: Services, upload: Upload) -> float:
-    return min(svc.config.url_ttl, max(1.0, (upload.expires_ms - now_ms()) / 1000))
+    return min(downloads.url_ttl(svc, _proving(upload)), max(1.0, (upload.expires_ms - now_ms()) / 1000))
+
+
+def _member_params(upload: Upload) -> dict[str, int]:
+    """A member's URLs name them and the namespace: ``access.check_signed`` re-checks on use."""
+    return {"u": upload.user_id, "ns": upload.ns_id} if _proving(upload) else {}
 
 
 async def _urls(svc: Services, upload: Upload, chunks: list[tuple[bytes, int]], base_url: str
@@ -207,7 +212,8 @@ async def _urls(svc: Services, upload: Upload, chunks: list[tuple[bytes, int]], 
             out.append({"hash": hx, "size": size, "url": d.url, "method": d.method, "headers": d.headers})
         else:
             # "r": record the receipt (a proving upload); the owner's URLs keep the DB-free hot path.
-            params = {"o": upload.owner_id, "n": size} | ({"r": 1} if _proving(upload) else {})
+            params = {"o": upload.owner_id, "n": size} | ({"r": 1} if _proving(upload) else {}) \
+                | _member_params(upload)
             url = svc.signer.sign("PUT", blob_path(upload.id, hx), params, ttl)
             out.append({"hash": hx, "size": size, "url": base_url + url, "method": "PUT", "headers": {}})
     return out
@@ -229,7 +235,7 @@ async def _describe(svc: Services, who: Principal, upload: Upload, base_url: str
         "parent_rev": upload.parent_rev_id, "expires_at": iso(upload.expires_ms),
         "missing_count": len(missing), "missing": await _urls(svc, upload, missing, base_url),
         "pack_url": None if svc.blobs.direct else base_url + svc.signer.sign(
-            "PUT", pack_path(upload.id), {"o": upload.owner_id}, _url_ttl(svc, upload)),
+            "PUT", pack_path(upload.id), {"o": upload.owner_id} | _member_params(upload), _url_ttl(svc, upload)),
     }
 
 
@@ -342,6 +348,9 @@ async def abandon(svc: Services, who: Principal, upload_id: str) -> None:
 async def receive_chunk(svc: Services, upload_id: str, hex_hash: str, query: dict[str, str],
                         body: AsyncIterator[bytes]) -> None:
     params = svc.signer.verify("PUT", blob_path(upload_id, hex_hash), query)
+    if "ns" in params:
+        async with svc.db.read() as s:
+            await access.check_signed(s, params, Perm.WRITE)
     try:
         key = BlobKey(int(params["o"]), bytes.fromhex(hex_hash))
         size = int(params["n"])
@@ -355,10 +364,11 @@ async def receive_chunk(svc: Services, upload_id: str, hex_hash: str, query: dic
 async def receive_pack(svc: Services, upload_id: str, query: dict[str, str], body: AsyncIterator[bytes]
                        ) -> int:
     """Store the chunks of a pack; every one must be announced by the upload (same hash and size)."""
-    svc.signer.verify("PUT", pack_path(upload_id), query)
+    params = svc.signer.verify("PUT", pack_path(upload_id), query)
     reader = PackReader(body)
     table = await reader.table()
     async with svc.db.read() as s:
+        await access.check_signed(s, params, Perm.WRITE)
         upload = await s.get(Upload, upload_id)
         if upload is None or upload.committed_rev_id is not None or upload.expires_ms < now_ms():
             raise SatchelError(ErrorCode.not_found, "no such open upload")

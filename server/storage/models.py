@@ -105,6 +105,11 @@ class Node(Base):
             "ix_nodes_live_parent", "ns_id", "parent_path",
             sqlite_where=text("deleted_ms IS NULL"), postgresql_where=text("deleted_ms IS NULL"),
         ),
+        # The trash of a namespace, and a shared file's path while it is in the trash.
+        Index(
+            "ix_nodes_trashed_path", "ns_id", "path",
+            sqlite_where=text("deleted_ms IS NOT NULL"), postgresql_where=text("deleted_ms IS NOT NULL"),
+        ),
     )
 
 

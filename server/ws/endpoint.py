@@ -305,7 +305,8 @@ class Connection:
             "limits": {"max_frame": MAX_FRAME, "inline": INLINE_LIMIT, "subscriptions": MAX_SUBSCRIPTIONS,
                        "in_flight": MAX_IN_FLIGHT},
             "namespaces": [{"ns": self.who.root_ns_id, "path": "/", "role": "owner"},
-                           *({"ns": m.ns_id, "path": m.path, "role": m.role} for m in self.who.mounts)],
+                           *({"ns": m.ns_id, "path": m.path, "role": m.role}
+                              | ({"kind": "file"} if m.file is not None else {}) for m in self.who.mounts)],
         }))
 
     async def _read_loop(self) -> None:

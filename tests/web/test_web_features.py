@@ -143,3 +143,40 @@ def test_share_a_folder_with_a_viewer_and_a_link_with_a_password(pages: Pages, t
     gone = pages.open()
     gone.goto(url)
     expect(gone.get_by_text("This link does not work")).to_be_visible()
+
+
+def test_share_a_file_with_a_person_live_and_a_unicode_link_password(pages: Pages, tmp_path: Path) -> None:
+    pages.allow("status of 401")  # the link page before its password
+    owner, friend = pages.new_user(), pages.new_user()
+    first = upload_bytes(pages.server, owner, "/Docs/report.txt", b"numbers v1\n")
+    other = pages.signed_in(friend)  # on screen before the share: it arrives live
+    expect(other.get_by_role("heading", name="All files")).to_be_visible()
+    page = pages.signed_in(owner)
+    row(page, "Docs").get_by_role("link", name="Docs").click()
+    page.get_by_role("button", name="Share report.txt").click()
+    dialog = page.get_by_role("dialog", name="Share report.txt")
+    dialog.get_by_label("Add a person (user name)").fill(friend.name)
+    dialog.get_by_label("Role", exact=True).select_option("editor")
+    dialog.get_by_role("button", name="Add person").click()
+    expect(dialog.get_by_label(f"Role of {friend.name}")).to_have_value("editor")
+    dialog.get_by_label("Password (optional)").fill("pässwörd-日本")
+    dialog.get_by_role("button", name="Create link").click()
+    url = dialog.get_by_label(re.compile("^New link")).input_value()
+    page.keyboard.press("Escape")
+    expect(row(page, "report.txt").get_by_text("shared")).to_be_visible()
+
+    # The friend finds the file at their root; the owner's new version reaches their screen live.
+    expect(row(other, "report.txt").get_by_text("shared · editor")).to_be_visible()
+    expect(row(other, "report.txt")).to_contain_text("11 B")
+    upload_bytes(pages.server, owner, "/Docs/report.txt", b"numbers v2, longer\n", parent_rev=first["rev"])
+    expect(row(other, "report.txt")).to_contain_text("19 B")
+    expect(row(other, "report.txt").get_by_text("shared · editor")).to_be_visible()
+
+    stranger = pages.open()
+    stranger.goto(url)
+    stranger.get_by_label("Link password").fill("pässwörd-日本")
+    stranger.get_by_role("button", name="Open").click()
+    with stranger.expect_download() as info:
+        stranger.get_by_role("button", name="Download report.txt").click()
+    info.value.save_as(tmp_path / "report.txt")
+    assert (tmp_path / "report.txt").read_bytes() == b"numbers v2, longer\n"

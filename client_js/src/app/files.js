@@ -158,7 +158,7 @@ export class FilesView {
         h(`span.icon.icon-${type}`, { role: "img", "aria-label": TYPE_LABEL[type] }),
         open,
         this.stale.has(e.id) ? h("span.badge.stale", { title: "A newer version is on its way", text: "stale" }) : null,
-        e.share ? h("span.badge.shared", { title: `Shared folder (you are ${e.share.role === "owner" ? "its owner" : `a ${e.share.role}`})`,
+        e.share ? h("span.badge.shared", { title: `Shared ${e.kind === "dir" ? "folder" : "file"} (you are ${e.share.role === "owner" ? "its owner" : `a ${e.share.role}`})`,
           text: e.share.role === "owner" ? "shared" : `shared · ${e.share.role}` }) : null)),
       h("td.col-size", { text: e.kind === "dir" ? "—" : formatSize(e.size) }),
       h("td.col-date", {}, h("time", { datetime: e.modified_at, text: formatDate(e.modified_at) })),

@@ -2,7 +2,8 @@
 // before the first listing (so nothing between listing and subscribing is missed), the namespace
 // of every mounted shared folder, and presence for the folder on screen. Entries of a shared
 // namespace carry paths inside it (protocol.md, "Sharing"): they are re-emitted with the user's
-// paths, so the views deal in one tree.
+// paths, so the views deal in one tree. A shared file's namespace holds just that file, mounted as
+// the file itself: its entries all carry the mount's path.
 
 import { Emitter } from "../lib/emitter.js";
 import { LiveClient } from "../lib/live.js";
@@ -13,8 +14,9 @@ import { LiveClient } from "../lib/live.js";
  *            relist: {ns: number, path: string}, ended: {ns: number, path: string}}} AppLiveEvents
  */
 
-/** The user's path for `inner`, a path inside the namespace mounted at `mount`. @param {string} mount @param {string} inner */
-const outside = (mount, inner) => (mount === "/" ? inner : inner === "/" ? mount : mount + inner);
+/** The user's path for `inner`, a path inside the namespace mounted at `mount` (`file`: a shared file's).
+ * @param {string} mount @param {string} inner @param {boolean} [file] */
+const outside = (mount, inner, file = false) => (file || inner === "/" ? mount : mount === "/" ? inner : mount + inner);
 
 /** @param {string} path @param {string} top */
 const within = (path, top) => path === top || path.startsWith(`${top}/`);
@@ -25,9 +27,12 @@ export class LiveState extends Emitter {
   constructor(api, ns) {
     super();
     this.ns = ns;
+    this.api = api;
     this.client = new LiveClient(api, { client: "satchel-web/0.1" });
     /** @type {Map<number, string>} shared namespace -> where it is mounted in the user's tree */
     this.mounts = new Map();
+    /** @type {Set<number>} the shared namespaces that are one shared file */
+    this.files = new Set();
     /** @type {string | null} */
     this.here = null;  // the folder whose presence we hold (the user's path)
     /** @type {{ns: number, path: string} | null} */
@@ -52,10 +57,11 @@ export class LiveState extends Emitter {
   /**
    * The welcome lists the mounts as they are now: follow new ones, forget removed ones. This runs
    * before the client resubscribes from its cursors, so a forgotten namespace is not resubscribed.
-   * @param {{ns: number, path: string}[]} namespaces
+   * @param {{ns: number, path: string, kind?: string}[]} namespaces
    */
   #syncMounts(namespaces) {
     const now = new Map(namespaces.filter((n) => n.ns !== this.ns).map((n) => [n.ns, n.path]));
+    for (const n of namespaces) if (n.kind === "file") this.files.add(n.ns);
     for (const ns of [...this.mounts.keys()]) if (!now.has(ns)) this.#end(ns);  // removed while we were away
     for (const [ns, path] of now) {
       const known = this.mounts.has(ns);
@@ -72,7 +78,11 @@ export class LiveState extends Emitter {
       return;  // the channel dropped (the next welcome retries) or access already ended
     }
     const path = this.mounts.get(ns);
-    if (path !== undefined) this.emit("relist", { ns, path });
+    if (path === undefined) return;
+    if (!this.files.has(ns)) {  // a mount journal entry does not say whether it is a file: ask once
+      try { if ((await this.api.stat(path)).kind === "file") this.files.add(ns); } catch { /* gone again */ }
+    }
+    this.emit("relist", { ns, path });
   }
 
   /** Access to a shared namespace ended (revoked, unmounted, or left). @param {number} ns */
@@ -80,6 +90,7 @@ export class LiveState extends Emitter {
     const path = this.mounts.get(ns);
     if (path === undefined) return;  // told already (revoked and unmount both say it)
     this.mounts.delete(ns);
+    this.files.delete(ns);
     if (this.client.subs.has(ns)) this.client.unsubscribe(ns).catch(() => {});
     this.emit("ended", { ns, path });
   }
@@ -100,13 +111,14 @@ export class LiveState extends Emitter {
     if (e.ns === this.ns) return this.emit("change", e);
     const mount = this.mounts.get(e.ns);
     if (mount === undefined) return;  // a namespace we no longer follow
-    this.emit("change", { ...e, path: outside(mount, e.path), ...(e.old_path ? { old_path: outside(mount, e.old_path) } : {}) });
+    const file = this.files.has(e.ns);
+    this.emit("change", { ...e, path: outside(mount, e.path, file), ...(e.old_path ? { old_path: outside(mount, e.old_path, file) } : {}) });
   }
 
   /** The user's path for `inner` in namespace `ns`. @param {number} ns @param {string} inner */
   visible(ns, inner) {
     const mount = ns === this.ns ? "/" : this.mounts.get(ns);
-    return mount === undefined ? inner : outside(mount, inner);
+    return mount === undefined ? inner : outside(mount, inner, this.files.has(ns));
   }
 
   /** Where a path of the user's tree lives: its namespace and the path inside. @param {string} path */

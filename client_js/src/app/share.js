@@ -1,5 +1,5 @@
-// The share dialog: people (add with a role, change a role, remove) for a folder, and links (with
-// expiry and password; list, copy, revoke) for a file or folder. Members of a share can leave it.
+// The share dialog: people (add with a role, change a role, remove) and links (with expiry and
+// password; list, copy, revoke) for a file or folder. Members of a share can leave it.
 
 import { confirmDialog, refocus } from "./dialogs.js";
 import { h, mount } from "./dom.js";
@@ -22,13 +22,14 @@ export function openShare(ctx, entry) {
   const fail = (/** @type {unknown} */ err) => { error.textContent = /** @type {Error} */ (err).message; };
   /** @type {number | null} */
   let ns = entry.share?.ns ?? null;
+  const what = entry.kind === "dir" ? "folder" : "file";
 
-  // ---- people (folders only)
+  // ---- people
   const memberList = h("ul.members", { "aria-label": "People with access" });
   const who = /** @type {HTMLInputElement} */ (h("input", { id: "share-user", autocomplete: "off", required: true }));
   const role = /** @type {HTMLSelectElement} */ (h("select", { id: "share-role" },
     h("option", { value: "viewer", text: "Viewer (can look and download)" }), h("option", { value: "editor", text: "Editor (can also change)" })));
-  const people = entry.kind !== "dir" ? null : h("section.share-people", { "aria-labelledby": "share-people-title" },
+  const people = h("section.share-people", { "aria-labelledby": "share-people-title" },
     h("h3", { id: "share-people-title", text: "People" }),
     memberList,
     canShare ? h("form.share-add", { onsubmit: (/** @type {Event} */ ev) => { ev.preventDefault(); addMember(); } },
@@ -50,7 +51,7 @@ export function openShare(ctx, entry) {
     }));
   };
   const loadMembers = async () => {
-    if (ns === null) { mount(memberList, h("li.muted", { text: "Only you. Add a person to share this folder." })); return; }
+    if (ns === null) { mount(memberList, h("li.muted", { text: `Only you. Add a person to share this ${what}.` })); return; }
     try { showMembers(await ctx.api.members(ns)); } catch (err) { fail(err); }
   };
   const addMember = async () => {
@@ -132,7 +133,7 @@ export function openShare(ctx, entry) {
     h("div.preview-head", {},
       h("h2", { id: "share-title", text: `Share ${entry.name}` }),
       h("button.small", { type: "button", text: "Close", onclick: () => dialog.close() })),
-    !canShare ? h("p", { text: `You are a ${entry.share?.role} of this folder; only its owner can share it.` }) : null,
+    !canShare ? h("p", { text: `You are a ${entry.share?.role} of this ${what}; only its owner can share it.` }) : null,
     error, people, links));
   dialog.addEventListener("close", () => { dialog.remove(); refocus(opener); });
   document.body.append(dialog);
@@ -142,7 +143,7 @@ export function openShare(ctx, entry) {
   return dialog;
 }
 
-/** Leave a folder someone shared with you (your copy of the mount goes away; theirs stays). @param {import("./registry.js").AppContext} ctx @param {Entry} entry */
+/** Leave a folder or file someone shared with you (your copy of the mount goes away; theirs stays). @param {import("./registry.js").AppContext} ctx @param {Entry} entry */
 async function leave(ctx, entry) {
   if (!entry.share || !await confirmDialog(`Leave ${entry.name}?`, "It disappears from your files; the owner keeps it.", "Leave")) return;
   try {

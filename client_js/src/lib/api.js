@@ -227,7 +227,8 @@ export class Api {
     try {
       /** @type {Record<string, string>} */
       const headers = {};
-      if (password !== undefined) headers["X-Satchel-Link-Password"] = password;
+      // RFC 8187 form: fetch refuses header values outside Latin-1, so a password like "日本" is percent-encoded UTF-8.
+      if (password !== undefined) headers["X-Satchel-Link-Password*"] = `UTF-8''${encodeURIComponent(password)}`;
       if (contentType) headers["Content-Type"] = contentType;
       resp = await this.fetch(url, { method, headers, body });
     } catch (err) {
