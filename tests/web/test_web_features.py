@@ -8,7 +8,7 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from tests.test_quota_search import set_quota
-from tests.web.conftest import Pages, screenshot, upload_bytes
+from tests.web.conftest import Pages, both_stacks, screenshot, upload_bytes
 from tests.web.test_web import names_on_server, row
 
 
@@ -82,6 +82,7 @@ def test_quota_in_the_header_and_search_by_a_word_inside_a_file(pages: Pages) ->
     expect(row(page, "notes.txt")).to_be_visible()
 
 
+@both_stacks
 def test_share_a_folder_with_a_viewer_and_a_link_with_a_password(pages: Pages, tmp_path: Path) -> None:
     pages.allow("status of 403")  # the viewer's refused upload
     pages.allow("status of 401")  # the link page without (or with a wrong) password
