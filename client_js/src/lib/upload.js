@@ -113,8 +113,9 @@ export async function uploadBlob(api, blob, path, options = {}) {
 async function putChunk(api, m, bytes, signal) {
   let resp;
   try {
-    // An ArrayBuffer body (not a stream): fetch can send it with a Content-Length and retry it.
-    resp = await api.fetch(m.url, { method: m.method || "PUT", headers: m.headers || {}, body: await bytes.arrayBuffer(), signal });
+    // The Blob slice itself (not its bytes read into the page, nor a stream): the browser sends it
+    // from the file on disk with a Content-Length, and can send it again on a retry.
+    resp = await api.fetch(m.url, { method: m.method || "PUT", headers: m.headers || {}, body: bytes, signal });
   } catch (err) {
     if (/** @type {Error} */ (err).name === "AbortError") throw err;
     throw new ApiError(0, "network", /** @type {Error} */ (err).message);
