@@ -7,7 +7,8 @@
  *   (a shared folder's mount: `share` is set, and `id`/`modified_at` are null)
  * @typedef {{hash: string, size: number, method: string, headers: Record<string, string>, url: string}} MissingChunk
  * @typedef {{upload_id: string, path: string, size: number, chunk_count: number, content_hash: string,
- *            parent_rev: number | null, expires_at: string, missing_count: number, missing: MissingChunk[]}} UploadSession
+ *            parent_rev: number | null, expires_at: string, missing_count: number, missing: MissingChunk[],
+ *            pack_url?: string | null}} UploadSession
  * @typedef {{token: string, device_id: number, expires_at: string, user: {id: number, name: string}}} Login
  * @typedef {{rev: number, parent_rev: number | null, size: number, content_hash: string, mime: string | null,
  *            mtime: string | null, created_at: string, user_id: number, user: string, device_id: number | null,
