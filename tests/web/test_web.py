@@ -128,6 +128,8 @@ def test_sign_in_upload_download_and_another_device_sees_it_live(pages: Pages, t
     # Download through Range and compare the bytes.
     with page.expect_download() as info:
         page.get_by_role("button", name="Download data.bin").click()
+    # The browser's download manager fetched a signed URL (streamed to disk), not a blob: URL.
+    assert re.search(r"/api/v1/files/\d+/content\?.*sig=", info.value.url), info.value.url
     saved = tmp_path / "data.bin"
     info.value.save_as(saved)
     assert saved.read_bytes() == blob

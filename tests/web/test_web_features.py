@@ -144,3 +144,15 @@ def test_share_a_folder_with_a_viewer_and_a_link_with_a_password(pages: Pages, t
     gone = pages.open()
     gone.goto(url)
     expect(gone.get_by_text("This link does not work")).to_be_visible()
+
+    # Without a password the browser's download manager fetches the link's own URL (streamed to
+    # disk), not a copy the page read into memory (a blob: URL).
+    dialog.get_by_label("Password (optional)").fill("")
+    dialog.get_by_role("button", name="Create link").click()
+    plain = pages.open()
+    plain.goto(dialog.get_by_label(re.compile("^New link")).input_value())
+    with plain.expect_download() as info:
+        plain.get_by_role("button", name="Download plan.txt").click()
+    assert re.search(r"/api/v1/public/links/satl_[A-Za-z0-9_-]{43}/content$", info.value.url), info.value.url
+    info.value.save_as(tmp_path / "plan-again.txt")
+    assert (tmp_path / "plan-again.txt").read_bytes() == b"the plan\n"
