@@ -1,7 +1,8 @@
 // Chunked, resumable uploads (protocol.md, "Uploading a file"): scan (cut + hash), announce, PUT the
 // chunks the server lacks (a few in parallel, in packs when the server offers a pack URL; each body is
-// a slice of the Blob that the browser reads only as it sends it, so memory stays flat), commit. Network failures and server errors are retried with backoff; an interrupted upload
-// resumes by announcing again, which returns the same session with only the missing chunks.
+// a slice of the Blob that the browser reads only as it sends it, so memory stays flat), commit.
+// Network failures and server errors are retried with backoff; an interrupted upload resumes by
+// announcing again, which returns the same session with only the missing chunks.
 
 import { ApiError, errorFrom } from "./api.js";
 import { backoffDelay, sleep } from "./backoff.js";
@@ -77,7 +78,8 @@ export async function uploadBlob(api, blob, path, options = {}) {
           return blob.slice(at.offset, at.offset + m.size);
         });
         try {
-          await retrying(() => packUrl ? putPack(api, packUrl, unit, slices, signal) : putChunk(api, unit[0], slices[0], signal));
+          await retrying(() => packUrl ? putPack(api, packUrl, unit, slices, signal)
+            : putChunk(api, unit[0], slices[0], signal));
         } catch (err) {
           // An expired or refused URL: fetch fresh URLs for what is still missing.
           if (err instanceof ApiError && (err.code === "url_expired" || err.status === 403 || err.status === 400)
@@ -91,7 +93,8 @@ export async function uploadBlob(api, blob, path, options = {}) {
         report();
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, packUrl ? Math.min(concurrency, PACK_PARALLEL) : concurrency) }, worker));
+    const workers = Math.max(1, packUrl ? Math.min(concurrency, PACK_PARALLEL) : concurrency);
+    await Promise.all(Array.from({ length: workers }, worker));
     if (refresh) {
       if (++failures > maxFailures) throw new ApiError(403, "url_expired", "chunk URLs keep being refused");
       session = await retrying(() => api.uploadSession(session.upload_id, signal));
