@@ -250,6 +250,12 @@ class SatchelClient:
     def content_url(self, file_id: int) -> str:
         return f"{self.server}/api/v1/files/{file_id}/content"
 
+    async def signed_content_url(self, file_id: int, rev: int | None = None) -> dict[str, Any]:
+        """``{url, rev, size, expires_at}``: a URL of the bytes that needs no token (curl, a browser)."""
+        params = {"rev": rev} if rev is not None else {}
+        result: dict[str, Any] = await self.request("GET", f"/api/v1/files/{file_id}/content-url", params=params)
+        return result
+
     # -- history, trash, rewind, quota, search
     async def revisions(self, path: str) -> Entries:
         """Every revision of the file at *path*, newest first."""

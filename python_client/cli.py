@@ -325,6 +325,15 @@ async def cmd_link(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_url(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    async with client:
+        meta = await client.stat(_remote(args.path))
+        out = await client.signed_content_url(meta["id"], args.rev)
+    _out(args, out, out["url"])
+    return 0
+
+
 async def cmd_links(args: argparse.Namespace) -> int:
     client, _ = _client(args)
     async with client:
@@ -653,6 +662,12 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--upload", action="store_true", help="a file request: holders can only add files")
     lk.add_argument("--json", action="store_true")
     lk.set_defaults(func=cmd_link)
+    ur = sub.add_parser("url", help="print a short-lived URL of a file's bytes that needs no token "
+                        "(for curl or a browser; SATCHEL_URL_TTL; dies with this device's log-out)")
+    ur.add_argument("path")
+    ur.add_argument("--rev", type=int, help="a revision (default: the newest)")
+    ur.add_argument("--json", action="store_true")
+    ur.set_defaults(func=cmd_url)
     lks = sub.add_parser("links", help="list your live link shares")
     lks.add_argument("--json", action="store_true")
     lks.set_defaults(func=cmd_links)

@@ -37,6 +37,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("s3_region", "SATCHEL_S3_REGION", "us-east-1", "S3 region."),
     Setting("s3_access_key", "SATCHEL_S3_ACCESS_KEY", "", "S3 access key id (never logged)."),
     Setting("s3_secret_key", "SATCHEL_S3_SECRET_KEY", "", "S3 secret key (never logged)."),
+    Setting("s3_cors_origins", "SATCHEL_S3_CORS_ORIGINS", "", "Browser origins allowed to PUT/GET chunks "
+            "at presigned S3 URLs (comma-separated; written into the bucket's CORS configuration at "
+            "start-up and checked); empty = the server's own origin; none = leave CORS alone."),
     Setting("redis_url", "SATCHEL_REDIS_URL", "", "Redis for change fan-out and presence across nodes "
             "(redis://host:6379/0); empty = in-process (one node)."),
     Setting("node_id", "SATCHEL_NODE_ID", "", "This node's name in presence keys and logs; empty = random."),
@@ -93,6 +96,7 @@ class Config:
     s3_region: str = "us-east-1"
     s3_access_key: str = field(default="", repr=False)
     s3_secret_key: str = field(default="", repr=False)
+    s3_cors_origins: str = ""
     redis_url: str = field(default="", repr=False)
     node_id: str = ""
     ws_heartbeat: float = 15.0

@@ -49,6 +49,8 @@ def stack_env(stack: str, s3: RcloneS3 | None, prefix: str) -> dict[str, str]:
         "SATCHEL_S3_ENDPOINT": s3.endpoint,
         "SATCHEL_S3_ACCESS_KEY": s3.access_key,
         "SATCHEL_S3_SECRET_KEY": s3.secret_key,
+        # No browser uses these servers (tests/web sets its origin): skip the CORS set-up and check.
+        "SATCHEL_S3_CORS_ORIGINS": "none",
     }
 
 
@@ -58,10 +60,13 @@ def start_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtu
     """Factory for extra servers with their own settings (stopped at session end)."""
     started: list[tuple[ServerProcess, str | None]] = []
 
-    def start(stack: str = "sqlite-local", **env: str) -> ServerProcess:
-        s3 = request.getfixturevalue("s3") if stack == "pg-s3" else None
+    def start(stack: str = "sqlite-local", *, s3: RcloneS3 | None = None, port: int | None = None,
+              **env: str) -> ServerProcess:
+        """*s3*: another S3 server than the session's; *port*: a port picked beforehand."""
+        if stack == "pg-s3" and s3 is None:
+            s3 = request.getfixturevalue("s3")
         full = stack_env(stack, s3, "p" + secrets.token_hex(4)) | env
-        srv = ServerProcess(tmp_path_factory.mktemp(stack), full).start()
+        srv = ServerProcess(tmp_path_factory.mktemp(stack), full, port=port).start()
         started.append((srv, full.get("DATABASE_URL")))
         return srv
 

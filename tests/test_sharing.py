@@ -251,6 +251,7 @@ REST: dict[tuple[str, str], tuple[Req, Cell]] = {
     ("GET", "/api/v1/files/{file_id}/chunks"): (_q("/api/v1/files/{w.file_id}/chunks"), MEMBERS_READ),
     ("GET", "/api/v1/files/{file_id}/content"): (_q("/api/v1/files/{w.file_id}/content"), MEMBERS_READ),
     ("HEAD", "/api/v1/files/{file_id}/content"): (_q("/api/v1/files/{w.file_id}/content"), MEMBERS_READ),
+    ("GET", "/api/v1/files/{file_id}/content-url"): (_q("/api/v1/files/{w.file_id}/content-url"), MEMBERS_READ),
     ("GET", "/api/v1/uploads/{upload_id}"): (lambda w, a: (f"/api/v1/uploads/{w.uploads['get']}", {}),
                                              BY_ID_OWNER),
     ("DELETE", "/api/v1/uploads/{upload_id}"): (lambda w, a: (f"/api/v1/uploads/{w.uploads['delete']}", {}),

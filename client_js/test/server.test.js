@@ -10,7 +10,7 @@ import { Api, ApiError } from "../src/lib/api.js";
 import { downloadBlob } from "../src/lib/download.js";
 import { LiveClient, LiveError } from "../src/lib/live.js";
 import { scanBlob } from "../src/lib/scan.js";
-import { uploadBlob } from "../src/lib/upload.js";
+import { packHeader, packsOf, uploadBlob } from "../src/lib/upload.js";
 
 const SERVER = process.env.SATCHEL_TEST_SERVER;
 if (!SERVER) throw new Error("SATCHEL_TEST_SERVER is not set: run through `./dev test tests/web/test_node.py`");
@@ -80,7 +80,7 @@ test("an upload survives failing chunk PUTs and resumes an interrupted session",
     }
     return realFetch(url, init);
   });
-  const entry = await uploadBlob(api, blob, "/flaky.bin");
+  const entry = await uploadBlob(api, blob, "/flaky.bin", { packs: false });  // a PUT per chunk
   assert.equal(failures, 3);
   assert.equal(entry.size, bytes.length);
 
@@ -93,7 +93,7 @@ test("an upload survives failing chunk PUTs and resumes an interrupted session",
     if (init?.method === "PUT" && ++stored === 2) ctl.abort();
     return resp;
   });
-  await assert.rejects(uploadBlob(api, new Blob([next]), "/resumed.bin", { signal: ctl.signal, concurrency: 1 }),
+  await assert.rejects(uploadBlob(api, new Blob([next]), "/resumed.bin", { signal: ctl.signal, concurrency: 1, packs: false }),
     { name: "AbortError" });
   const { chunks } = await scanBlob(new Blob([next]));
   let resent = 0;
@@ -101,10 +101,56 @@ test("an upload survives failing chunk PUTs and resumes an interrupted session",
     if (init?.method === "PUT") resent++;
     return realFetch(url, init);
   });
-  const done = await uploadBlob(api, new Blob([next]), "/resumed.bin");
+  const done = await uploadBlob(api, new Blob([next]), "/resumed.bin", { packs: false });
   assert.equal(resent, chunks.length - 2);
   const back = await downloadBlob(api, done.id);
   assert.ok(Buffer.from(await back.blob.arrayBuffer()).equals(next));
+});
+
+test("chunks travel in packs when the server offers a pack URL, and a failed pack is sent again", async () => {
+  const { api: shared } = await user();
+  const api = new Api(SERVER, { token: shared.token });
+  const realFetch = api.fetch;
+  const bytes = randomBytes(3_000_000);
+  const { chunks } = await scanBlob(new Blob([bytes]));
+  /** @type {string[]} */
+  const puts = [];
+  let failed = 0;
+  api.fetch = /** @type {typeof fetch} */ (async (url, init) => {
+    if (init?.method === "PUT") {
+      puts.push(String(url));
+      if (failed === 0) { failed++; throw new TypeError("fetch failed"); }
+    }
+    return realFetch(url, init);
+  });
+  const entry = await uploadBlob(api, new Blob([bytes]), "/packed.bin");
+  assert.equal(entry.content_hash, (await scanBlob(new Blob([bytes]))).contentHash);
+  assert.ok(chunks.length > 20);
+  if (puts.some((u) => u.includes("/api/v1/blobs/pack/"))) {
+    // A server that stores chunks itself: one pack (3 MB < 8 MiB), sent twice (the failure).
+    assert.equal(puts.length, 2);
+    assert.ok(puts.every((u) => u.includes("/api/v1/blobs/pack/")));
+  } else {
+    // An object store: no pack URL, a presigned PUT per chunk (plus the one that failed).
+    assert.equal(puts.length, chunks.length + 1);
+  }
+  const back = await downloadBlob(api, entry.id);
+  assert.ok(Buffer.from(await back.blob.arrayBuffer()).equals(bytes));
+});
+
+test("packHeader and packsOf follow protocol.md's pack layout", () => {
+  const h = "ab".repeat(32);
+  const head = packHeader([{ hash: h, size: 5 }, { hash: "01".repeat(32), size: 70000 }]);
+  assert.equal(head.length, 4 + 2 * 36);
+  assert.deepEqual([...head.subarray(0, 4)], [0, 0, 0, 2]);
+  assert.equal(Buffer.from(head.subarray(4, 36)).toString("hex"), h);
+  assert.deepEqual([...head.subarray(36, 40)], [0, 0, 0, 5]);
+  assert.deepEqual([...head.subarray(72, 76)], [0, 1, 0x11, 0x70]);
+  const mib = 1024 * 1024;
+  const missing = [3, 3, 3, 1, 16].map((n, i) => ({ hash: String(i), size: n * mib, method: "PUT", headers: {}, url: "" }));
+  assert.deepEqual(packsOf(missing).map((p) => p.map((m) => m.hash)), [["0", "1"], ["2", "3"], ["4"]]);
+  const tiny = Array.from({ length: 4097 }, (_, i) => ({ hash: String(i), size: 1, method: "PUT", headers: {}, url: "" }));
+  assert.deepEqual(packsOf(tiny).map((p) => p.length), [4096, 1]);
 });
 
 test("a stale parent revision is a conflict carrying the head", async () => {

@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from server.api.http import base_url, json_body, path_int, principal, query_int, services
 from server.core.errors import ErrorCode, SatchelError
-from server.services import downloads, tree, uploads
+from server.services import accounts, downloads, tree, uploads
 
 
 async def list_folder(request: Request) -> Response:
@@ -113,11 +113,25 @@ async def file_chunks(request: Request) -> Response:
 
 
 async def file_content(request: Request) -> Response:
-    """The bytes of a revision (default: head), streamed, with single-range ``Range`` support."""
-    who = await principal(request)
-    c = await downloads.content(services(request), who, path_int(request, "file_id"),
-                                query_int(request, "rev"), request.headers.get("range"))
+    """The bytes of a revision (default: head), streamed, with single-range ``Range`` support.
+    With a bearer token, or without one through a signed URL from ``content-url``."""
+    svc = services(request)
+    node_id = path_int(request, "file_id")
+    rev_id: int | None
+    if "sig" in request.query_params and "authorization" not in request.headers:
+        device_id, rev_id = downloads.signed_content(svc, node_id, dict(request.query_params))
+        who = await accounts.authenticate_device(svc, device_id)
+    else:
+        who, rev_id = await principal(request), query_int(request, "rev")
+    c = await downloads.content(svc, who, node_id, rev_id, request.headers.get("range"))
     return content_response(request, c)
+
+
+async def file_content_url(request: Request) -> Response:
+    """A signed URL of the bytes of a revision (default: head) for a browser's download manager."""
+    who = await principal(request)
+    return JSONResponse(await downloads.content_url(services(request), who, path_int(request, "file_id"),
+                                                    query_int(request, "rev"), base_url(request)))
 
 
 def content_response(request: Request, c: downloads.Content) -> Response:
@@ -153,6 +167,7 @@ routes = [
     Route("/api/v1/files/{file_id}", file_info, methods=["GET"]),
     Route("/api/v1/files/{file_id}/chunks", file_chunks, methods=["GET"]),
     Route("/api/v1/files/{file_id}/content", file_content, methods=["GET", "HEAD"]),
+    Route("/api/v1/files/{file_id}/content-url", file_content_url, methods=["GET"]),
     Route("/api/v1/uploads/{upload_id}", upload_session, methods=["GET", "DELETE"]),
     Route("/api/v1/uploads/{upload_id}/commit", commit_upload, methods=["POST"]),
     Route("/api/v1/blobs/up/{upload_id}/{hash}", put_chunk, methods=["PUT"]),

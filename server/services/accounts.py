@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 
 from server.auth.passwords import hash_password, verify_password
 from server.auth.tokens import new_token, token_hash
@@ -106,15 +106,22 @@ async def login(svc: Services, name: object, password: object, device_name: obje
 
 
 async def authenticate(svc: Services, token: str) -> Principal:
+    return await _principal(svc, Device.token_hash == token_hash(token), "unknown token; log in again")
+
+
+async def authenticate_device(svc: Services, device_id: int) -> Principal:
+    """The principal of a device named by a signed URL: as if its token came along, so a device
+    logged out (or expired) since the URL was made can no longer use it."""
+    return await _principal(svc, Device.id == device_id, "unknown device; log in again")
+
+
+async def _principal(svc: Services, which: ColumnElement[bool], unknown: str) -> Principal:
     now = now_ms()
     async with svc.db.read() as s:
-        row = (await s.execute(
-            select(Device, User).join(User, User.id == Device.user_id)
-            .where(Device.token_hash == token_hash(token))
-        )).one_or_none()
+        row = (await s.execute(select(Device, User).join(User, User.id == Device.user_id).where(which))).one_or_none()
         mounts = await load_mounts(s, row[1].id) if row is not None else ()
     if row is None:
-        raise SatchelError(ErrorCode.unauthorized, "unknown token; log in again")
+        raise SatchelError(ErrorCode.unauthorized, unknown)
     device, user = row
     if device.revoked_ms is not None:
         raise SatchelError(ErrorCode.unauthorized, "this device was logged out; log in again")

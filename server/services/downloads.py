@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +33,10 @@ PREFETCH_CHUNKS = 16
 
 def blob_path(owner_id: int, hex_hash: str) -> str:
     return f"/api/v1/blobs/down/{owner_id}/{hex_hash}"
+
+
+def content_path(node_id: int) -> str:
+    return f"/api/v1/files/{node_id}/content"
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,29 @@ async def content(svc: Services, who: Principal, node_id: int, rev_id: int | Non
     async with svc.db.read() as s:
         fr = await _resolve(s, who, node_id, rev_id)
     return revision_content(svc, fr, range_header)
+
+
+async def content_url(svc: Services, who: Principal, node_id: int, rev_id: int | None, base_url: str
+                      ) -> dict[str, Any]:
+    """A signed URL of a revision's bytes that needs no Authorization header, so a browser can hand it
+    to its download manager (which streams to disk and resumes with Range). It names one revision
+    (the head when *rev_id* is None: its bytes never change) and the caller's device; each request
+    checks that device and its read access again, like a request with its token."""
+    async with svc.db.read() as s:
+        fr = await _resolve(s, who, node_id, rev_id)
+    url = svc.signer.sign("GET", content_path(node_id), {"rev": fr.rev.id, "d": who.device_id},
+                          svc.config.url_ttl)
+    expires = int(parse_qs(urlsplit(url).query)["exp"][0])
+    return {"url": base_url + url, "rev": fr.rev.id, "size": fr.rev.size, "expires_at": iso(expires * 1000)}
+
+
+def signed_content(svc: Services, node_id: int, query: dict[str, str]) -> tuple[int, int]:
+    """Check a signed content URL (``content_url``); return (device id, revision id)."""
+    params = svc.signer.verify("GET", content_path(node_id), query)
+    device, rev = params.get("d", ""), params.get("rev", "")
+    if not (device.isascii() and device.isdigit() and rev.isascii() and rev.isdigit()):
+        raise SatchelError(ErrorCode.bad_signature, "malformed signed URL")
+    return int(device), int(rev)
 
 
 async def head_of(s: AsyncSession, node: Node) -> FileRevision:

@@ -66,8 +66,13 @@ class RcloneS3:
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, bucket: str = "satchel-test", timeout: float = START_TIMEOUT) -> RcloneS3:
-        """Start a server on a free port in a new temp folder; the bucket is created (a folder)."""
+    def start(cls, bucket: str = "satchel-test", timeout: float = START_TIMEOUT, allow_origin: str = ""
+              ) -> RcloneS3:
+        """Start a server on a free port in a new temp folder; the bucket is created (a folder).
+
+        *allow_origin*: answer browsers' CORS preflights from this origin (rclone has no bucket CORS
+        configuration, PutBucketCors included; ``--allow-origin`` is its one CORS switch).
+        """
         binary = find_rclone()
         tmp = tempfile.TemporaryDirectory(prefix="satchel-s3-")
         root = Path(tmp.name) / "data"
@@ -80,7 +85,8 @@ class RcloneS3:
             with open(log_path, "ab") as log:
                 process = subprocess.Popen(
                     [binary, "serve", "s3", "--config", "/dev/null", "--addr", f"127.0.0.1:{port}",
-                     "--auth-key", f"{access_key},{secret_key}", str(root)],
+                     "--auth-key", f"{access_key},{secret_key}",
+                     *(["--allow-origin", allow_origin] if allow_origin else []), str(root)],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 )
             server = cls(f"http://127.0.0.1:{port}", access_key, secret_key, bucket, root, process,

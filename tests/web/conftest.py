@@ -18,8 +18,9 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from server.core import chunking
-from tests.conftest import PASSWORD
-from tests.harness.server import ServerProcess
+from tests.conftest import PASSWORD, STACKS
+from tests.harness.s3 import RcloneS3
+from tests.harness.server import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -30,11 +31,37 @@ TIMEOUT_MS = 15_000
 
 
 @pytest.fixture(scope="session")
-def web_server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
-    """The embedded stack: the browser uploads straight to signed URLs of this server."""
+def web_server_for(start_server: Callable[..., ServerProcess]) -> Iterator[Callable[[str], ServerProcess]]:
+    """One server per stack for the session, started when a test first asks for it.
+
+    sqlite-local: the browser PUTs chunks to signed URLs of the server itself. pg-s3: the browser
+    PUTs them straight to presigned URLs of a real S3 server (rclone), which must answer the
+    browser's CORS preflights for the server's origin. rclone has no bucket CORS configuration
+    (PutBucketCors), so it gets its own instance started with ``--allow-origin`` for a port picked
+    beforehand; the server's start-up check (SATCHEL_S3_CORS_ORIGINS) must then find it allowed.
+    """
     if not (ROOT / "client_js" / "dist" / "index.html").is_file():
         pytest.fail("the web app is not built: run ./dev setup (npm ci && npm run build in client_js/)")
-    return start_server("sqlite-local")
+    servers: dict[str, ServerProcess] = {}
+    s3_servers: list[RcloneS3] = []
+
+    def get(stack: str) -> ServerProcess:
+        if stack not in servers:
+            if stack == "pg-s3":
+                port = free_port()
+                origin = f"http://127.0.0.1:{port}"
+                s3_servers.append(RcloneS3.start(allow_origin=origin))
+                srv = start_server(stack, s3=s3_servers[-1], port=port, SATCHEL_S3_CORS_ORIGINS=origin)
+                if "does not allow cross-origin requests" in srv.log():
+                    pytest.fail(f"the server found CORS refused by the S3 server:\n{srv.log()}")
+            else:
+                srv = start_server(stack)
+            servers[stack] = srv
+        return servers[stack]
+
+    yield get
+    for s3 in s3_servers:
+        s3.stop()  # before the servers stop (start_server's teardown is outer): they need no S3 to stop
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +135,20 @@ class Pages:
         page.get_by_role("button", name="Sign in").click()
         page.locator("#live-status.ok").wait_for()
         return page
+
+
+@pytest.fixture
+def web_stack(request: pytest.FixtureRequest) -> str:
+    """The stack a web test runs on: sqlite-local, unless parametrised (indirect) with STACKS."""
+    return str(getattr(request, "param", "sqlite-local"))
+
+
+@pytest.fixture
+def web_server(web_stack: str, web_server_for: Callable[[str], ServerProcess]) -> ServerProcess:
+    return web_server_for(web_stack)
+
+
+both_stacks = pytest.mark.parametrize("web_stack", STACKS, indirect=True)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from tests.harness.server import ServerProcess
-from tests.web.conftest import Pages, WebUser, screenshot, upload_bytes
+from tests.web.conftest import Pages, WebUser, both_stacks, screenshot, upload_bytes
 
 
 def png(width: int = 4, height: int = 3) -> bytes:
@@ -59,6 +59,12 @@ def wait_uploads_done(page: Page, count: int) -> None:
     assert page.locator("#total-progress").evaluate("b => b.value === b.max")
 
 
+def chunk_put(url: str) -> bool:
+    """A request sending chunk bytes: a pack or a chunk to the server's signed URL, or a chunk to the
+    S3 server's presigned staging URL."""
+    return any(p in url for p in ("/api/v1/blobs/pack/", "/api/v1/blobs/up/", "/staging/"))
+
+
 def names_on_server(server: ServerProcess, user: WebUser, path: str = "/") -> list[str]:
     return sorted(e["name"] for e in user.api(server, "GET", "/api/v1/list", params={"path": path}).json()["entries"])
 
@@ -84,6 +90,7 @@ def test_built_app_is_served_with_caching_headers(web_server: ServerProcess) -> 
     assert httpx.get(web_server.url + "/assets/..%2Findex.html", timeout=10).status_code == 404
 
 
+@both_stacks
 def test_sign_in_upload_download_and_another_device_sees_it_live(pages: Pages, tmp_path: Path) -> None:
     user = pages.new_user()
     watcher = pages.signed_in(user)  # another device, already looking at the folder
@@ -121,6 +128,8 @@ def test_sign_in_upload_download_and_another_device_sees_it_live(pages: Pages, t
     # Download through Range and compare the bytes.
     with page.expect_download() as info:
         page.get_by_role("button", name="Download data.bin").click()
+    # The browser's download manager fetched a signed URL (streamed to disk), not a blob: URL.
+    assert re.search(r"/api/v1/files/\d+/content\?.*sig=", info.value.url), info.value.url
     saved = tmp_path / "data.bin"
     info.value.save_as(saved)
     assert saved.read_bytes() == blob
@@ -130,6 +139,7 @@ def test_sign_in_upload_download_and_another_device_sees_it_live(pages: Pages, t
     assert (tmp_path / "empty.txt").read_bytes() == b""
 
 
+@both_stacks
 def test_drag_and_drop_files_and_upload_a_folder(pages: Pages, tmp_path: Path) -> None:
     user = pages.new_user()
     page = pages.signed_in(user)
@@ -168,6 +178,7 @@ def test_drag_and_drop_files_and_upload_a_folder(pages: Pages, tmp_path: Path) -
     expect(row(page, "drop1.txt")).to_be_visible()
 
 
+@both_stacks
 def test_an_upload_resumes_by_itself_when_the_network_fails(pages: Pages) -> None:
     pages.allow("net::ERR_FAILED")  # the failures this test makes on purpose
     user = pages.new_user()
@@ -181,7 +192,7 @@ def test_an_upload_resumes_by_itself_when_the_network_fails(pages: Pages) -> Non
         else:
             route.continue_()
 
-    page.route("**/api/v1/blobs/up/**", flaky)
+    page.route(chunk_put, flaky)
     data = secrets.token_bytes(600_000)
     page.locator("#upload-files").set_input_files([{"name": "flaky.bin", "mimeType": "application/octet-stream",
                                                      "buffer": data}])
@@ -364,7 +375,7 @@ def test_cancel_an_upload(pages: Pages) -> None:
     user = pages.new_user()
     page = pages.signed_in(user)
     held = []
-    page.route("**/api/v1/blobs/up/**", lambda route: held.append(route))  # chunk PUTs never answer
+    page.route(chunk_put, lambda route: held.append(route))  # chunk PUTs never answer
     page.locator("#upload-files").set_input_files([{"name": "big.bin", "mimeType": "application/octet-stream",
                                                      "buffer": secrets.token_bytes(400_000)}])
     expect(page.locator(".transfer-state")).to_have_text(re.compile(r"^\d+%$"))  # sending, not scanning

@@ -8,7 +8,7 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from tests.test_quota_search import set_quota
-from tests.web.conftest import Pages, screenshot, upload_bytes
+from tests.web.conftest import Pages, both_stacks, screenshot, upload_bytes
 from tests.web.test_web import names_on_server, row
 
 
@@ -82,6 +82,7 @@ def test_quota_in_the_header_and_search_by_a_word_inside_a_file(pages: Pages) ->
     expect(row(page, "notes.txt")).to_be_visible()
 
 
+@both_stacks
 def test_share_a_folder_with_a_viewer_and_a_link_with_a_password(pages: Pages, tmp_path: Path) -> None:
     pages.allow("status of 403")  # the viewer's refused upload
     pages.allow("status of 401")  # the link page without (or with a wrong) password
@@ -144,6 +145,17 @@ def test_share_a_folder_with_a_viewer_and_a_link_with_a_password(pages: Pages, t
     gone.goto(url)
     expect(gone.get_by_text("This link does not work")).to_be_visible()
 
+    # Without a password the browser's download manager fetches the link's own URL (streamed to
+    # disk), not a copy the page read into memory (a blob: URL).
+    dialog.get_by_label("Password (optional)").fill("")
+    dialog.get_by_role("button", name="Create link").click()
+    plain = pages.open()
+    plain.goto(dialog.get_by_label(re.compile("^New link")).input_value())
+    with plain.expect_download() as info:
+        plain.get_by_role("button", name="Download plan.txt").click()
+    assert re.search(r"/api/v1/public/links/satl_[A-Za-z0-9_-]{43}/content$", info.value.url), info.value.url
+    info.value.save_as(tmp_path / "plan-again.txt")
+    assert (tmp_path / "plan-again.txt").read_bytes() == b"the plan\n"
 
 def test_share_a_file_with_a_person_live_and_a_unicode_link_password(pages: Pages, tmp_path: Path) -> None:
     pages.allow("status of 401")  # the link page before its password

@@ -3,7 +3,6 @@
 // and who else is looking at this folder (presence).
 
 import { ApiError } from "../lib/api.js";
-import { downloadBlob } from "../lib/download.js";
 import { confirmDialog, promptDialog } from "./dialogs.js";
 import { h, mount } from "./dom.js";
 import { basename, dirname, fileType, formatDate, formatSize, join } from "./format.js";
@@ -263,17 +262,16 @@ export class FilesView {
 
   /** @param {Entry} e */
   async download(e) {
-    const label = `Downloading ${e.name}`;
-    this.ctx.notify(`${label}…`);
     try {
-      const { blob } = (e.size || 0) === 0 ? { blob: new Blob([]) } : await downloadBlob(this.ctx.api, e.id, { rev: e.rev });
-      const url = URL.createObjectURL(blob);
+      // The browser's download manager fetches a signed URL: it streams the bytes to disk (never the
+      // whole file in the page's memory) and resumes an interrupted download with Range. The URL names
+      // this revision, so a resumed download cannot mix in a newer one.
+      const { url } = await this.ctx.api.contentLink(e.id, e.rev);
       const a = h("a", { href: url, download: e.name, hidden: true });
       document.body.append(a);
       a.click();
       a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
-      this.ctx.notify(`Downloaded ${e.name}`);
+      this.ctx.notify(`Downloading ${e.name}`);
     } catch (err) {
       this.ctx.notify(`Could not download ${e.name}: ${/** @type {Error} */ (err).message}`, "error");
     }

@@ -32,7 +32,17 @@ function linkPage(api, token) {
 
   /** @param {string} path @param {string} name */
   const download = async (path, name) => {
+    if (!password) {  // the plain URL: the browser's download manager streams it to disk
+      const url = new URL(api.publicContentUrl(token), globalThis.location.href);
+      if (path) url.searchParams.set("path", path);
+      const a = h("a", { href: url.href, download: name, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      return;
+    }
     try {
+      // The password travels in a header, which a download manager cannot send: through the page.
       const resp = await api.publicContent(token, { path: path || undefined, password });
       const url = URL.createObjectURL(await resp.blob());
       const a = h("a", { href: url, download: name, hidden: true });

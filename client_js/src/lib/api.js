@@ -7,7 +7,8 @@
  *   (a shared folder's mount: `share` is set, and `id`/`modified_at` are null)
  * @typedef {{hash: string, size: number, method: string, headers: Record<string, string>, url: string}} MissingChunk
  * @typedef {{upload_id: string, path: string, size: number, chunk_count: number, content_hash: string,
- *            parent_rev: number | null, expires_at: string, missing_count: number, missing: MissingChunk[]}} UploadSession
+ *            parent_rev: number | null, expires_at: string, missing_count: number, missing: MissingChunk[],
+ *            pack_url?: string | null}} UploadSession
  * @typedef {{token: string, device_id: number, expires_at: string, user: {id: number, name: string}}} Login
  * @typedef {{rev: number, parent_rev: number | null, size: number, content_hash: string, mime: string | null,
  *            mtime: string | null, created_at: string, user_id: number, user: string, device_id: number | null,
@@ -148,6 +149,10 @@ export class Api {
   // ---- downloads and changes
   /** @param {number} id */
   contentUrl(id) { return new URL(`${this.server}/api/v1/files/${id}/content`, globalThis.location?.href).href; }
+  /** A short-lived signed URL of a revision's bytes that needs no token: what a browser hands its download
+   * manager (streamed to disk, resumed with Range). @param {number} id @param {number} [rev]
+   * @returns {Promise<{url: string, rev: number, size: number, expires_at: string}>} */
+  contentLink(id, rev) { return this.request("GET", `/api/v1/files/${id}/content-url`, { query: { rev } }); }
   /** @param {number} [ns] @returns {Promise<{ns: number, seq: number, cursor: string}>} */
   latest(ns) { return this.request("GET", "/api/v1/changes/latest", { query: { ns } }); }
   /** @param {string} cursor @param {number} [limit] @returns {Promise<{entries: any[], cursor: string, has_more: boolean}>} */
@@ -204,6 +209,8 @@ export class Api {
   publicLink(token, { path, after, password } = {}) {
     return this.#public(`/api/v1/public/links/${encodeURIComponent(token)}`, { path, after }, password).then((r) => r.json());
   }
+  /** The link's content URL (for a link without a password). @param {string} token */
+  publicContentUrl(token) { return `${this.server}/api/v1/public/links/${encodeURIComponent(token)}/content`; }
   /** The bytes of the link's file (or of `path` in its folder), as a Response to stream or read.
    * @param {string} token @param {{path?: string, password?: string}} [opts] @returns {Promise<Response>} */
   publicContent(token, { path, password } = {}) {

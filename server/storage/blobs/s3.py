@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from server.core.chunking import HASH_BYTES, MAX_CHUNK_SIZE, new_hasher
 from server.core.errors import ErrorCode, SatchelError
 from server.storage.blobs.base import BlobKey, DirectUrl
+from server.storage.blobs.s3_cors import ensure_cors, parse_origins
 
 if TYPE_CHECKING:
     from server.config import Config
@@ -99,7 +100,8 @@ class S3BlobStore:
     direct = True
 
     def __init__(self, bucket: str, prefix: str = "", *, endpoint: str = "", region: str = "us-east-1",
-                 access_key: str = "", secret_key: str = "", session: aioboto3.Session | None = None) -> None:
+                 access_key: str = "", secret_key: str = "", session: aioboto3.Session | None = None,
+                 cors_origins: tuple[str, ...] = ()) -> None:
         if not bucket:
             raise ValueError("S3 bucket name is empty")
         self.bucket = bucket
@@ -111,6 +113,7 @@ class S3BlobStore:
         self._secret_key = secret_key or None
         # A session may be shared: creating one loads botocore's service models (~0.1 s).
         self._session = session
+        self.cors_origins = cors_origins  # browser origins allowed to use presigned URLs
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
 
@@ -120,8 +123,9 @@ class S3BlobStore:
         if not config.blob_url.startswith("s3://"):
             raise ValueError("S3 blob URL must look like s3://BUCKET[/PREFIX]")
         bucket, _, prefix = config.blob_url.removeprefix("s3://").partition("/")
+        origins = parse_origins(config.s3_cors_origins, config.public_url, config.host, config.port)
         return cls(bucket, prefix, endpoint=config.s3_endpoint, region=config.s3_region,
-                   access_key=config.s3_access_key, secret_key=config.s3_secret_key)
+                   access_key=config.s3_access_key, secret_key=config.s3_secret_key, cors_origins=origins)
 
     def __repr__(self) -> str:
         return f"S3BlobStore(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint={self.endpoint!r})"
@@ -165,9 +169,15 @@ class S3BlobStore:
         self._stack = stack
         try:
             await self._ensure_bucket()
+            await ensure_cors(self._s3, self.bucket, self._probe_url(), self.cors_origins)
         except BaseException:
             await self.close()
             raise
+
+    def _probe_url(self) -> str:
+        """A staging URL of this store, for the CORS preflight check (path-style, as presigned)."""
+        base = self.endpoint.rstrip("/") or f"https://s3.{self.region}.amazonaws.com"
+        return f"{base}/{self.bucket}/{self.prefix}staging/cors-check"
 
     async def _ensure_bucket(self) -> None:
         try:
