@@ -293,12 +293,15 @@ async def _connect(node: ServerProcess, u: User) -> LiveSession:
 # ------------------------------------------------------------------ randomized convergence
 
 
-async def run_convergence(url: str, tok: str, path: str, seed: int, clients: int = 3, steps: int = 40) -> None:
+async def run_convergence(urls: str | list[str], tok: str, path: str, seed: int, clients: int = 3,
+                          steps: int = 40) -> None:
     """Clients edit at random (inserts and deletes, often at the same place), some drop their
-    connection and rejoin later with offline edits; at the end all texts and the server's agree."""
+    connection and rejoin later with offline edits; at the end all texts and the server's agree.
+    With several *urls* (nodes), client i talks to node i mod n."""
     rnd = random.Random(seed)
+    nodes = [urls] if isinstance(urls, str) else urls
     alphabet = "ab \n😀e\u0301漢"
-    lives = [await _open(url, tok) for _ in range(clients)]
+    lives = [await _open(nodes[i % len(nodes)], tok) for i in range(clients)]
     docs = [await DocSession.join(live, path) for live in lives]
     offline: set[int] = set()
     for _ in range(steps):
@@ -310,7 +313,7 @@ async def run_convergence(url: str, tok: str, path: str, seed: int, clients: int
             await lives[i].close()
             offline.add(i)
         elif roll < 0.16 and i in offline:
-            lives[i] = await _open(url, tok)
+            lives[i] = await _open(nodes[i % len(nodes)], tok)
             await doc.rejoin(lives[i])
             offline.discard(i)
         elif roll < 0.6 or n == 0:
@@ -322,11 +325,11 @@ async def run_convergence(url: str, tok: str, path: str, seed: int, clients: int
         if rnd.random() < 0.3:
             await asyncio.sleep(0)
     for i in sorted(offline):
-        lives[i] = await _open(url, tok)
+        lives[i] = await _open(nodes[i % len(nodes)], tok)
         await docs[i].rejoin(lives[i])
     for doc in docs:
         await doc.flush()
-    check = await _open(url, tok)
+    check = await _open(nodes[0], tok)
     observer = await DocSession.join(check, path)
 
     async def agreed() -> bool:
