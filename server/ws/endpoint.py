@@ -521,6 +521,13 @@ class Connection:
         grant = access.check_ns(self.who, ns, Perm.READ)
         role = "editor" if Perm.WRITE in access.perms(grant) else "viewer"
         room = await self.coedit.room(node.id, ns, inner)
+        for _ in range(3):
+            if not room.closed:
+                break
+            # It emptied and closed while this join waited: open it afresh.
+            room = await self.coedit.room(node.id, ns, inner)
+        else:
+            raise SatchelError(ErrorCode.unavailable, "the document keeps closing; try again")
         if handle is not None:  # joining again: a fresh sync on the same handle
             old_room, old = self.docs.pop(handle)
             old_room.leave(old)
