@@ -389,3 +389,16 @@ async def test_a_binary_revision_closes_the_document(srv: ServerProcess, make_us
         with pytest.raises(SatchelError) as refused:
             await DocSession.join(live, "/turns.txt")
         assert refused.value.code is ErrorCode.not_text
+
+
+async def test_a_multi_megabyte_document(srv: ServerProcess, make_user: MakeUser) -> None:
+    a = await user(make_user, srv)
+    big = "".join(f"line {i} 😀 e\u0301\n" for i in range(150_000))  # ~3 MB: the join frame is over 1 MiB
+    assert len(big.encode()) > 2 * 2**20
+    await put_text(a.client, "/big.md", big)
+    async with joined(srv.url, token(a), "/big.md") as one, joined(srv.url, token(a), "/big.md") as two:
+        assert one.value == big
+        one.insert(len(big), "the end\n")
+        await two.wait_for(lambda t: t.endswith("the end\n"))
+        await one.wait_until(lambda: bool(one.saved), 20)
+    assert await get_text(a.client, "/big.md") == big + "the end\n"
