@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from websockets.asyncio.client import ClientConnection
 from python_client.api import SatchelClient
 from server.core.errors import ErrorCode, SatchelError
 from server.ws.protocol import (
-    MAX_FRAME,
+    CLIENT_MAX_FRAME,
     RECONNECT,
     SUBPROTOCOL,
     VERSION,
@@ -45,7 +45,8 @@ from server.ws.protocol import (
 
 log = logging.getLogger(__name__)
 REPLIES = {MsgType.welcome, MsgType.pong, MsgType.subscribed, MsgType.unsubscribed, MsgType.committed,
-           MsgType.presence, MsgType.error}
+           MsgType.presence, MsgType.error, MsgType.doc_joined, MsgType.doc_left}
+DOC_PUSHES = {MsgType.doc_update, MsgType.doc_awareness, MsgType.doc_saved, MsgType.doc_closed}
 
 
 class SessionClosed(Exception):
@@ -72,12 +73,17 @@ class LiveSession:
         self._waiting: dict[int, asyncio.Future[Frame]] = {}
         self.pushes: asyncio.Queue[Frame | SessionClosed] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
+        # Co-editing (python_client/coedit.py): pushes per doc handle, and errors of the
+        # fire-and-forget doc_update / doc_awareness requests, go to their document session.
+        self.doc_routes: dict[int, Callable[[Frame], None]] = {}
+        self.doc_requests: dict[int, int] = {}  # request id -> doc handle
+        self._doc_early: list[Frame] = []  # pushes that overtook the caller's registration of the handle
 
     @classmethod
     @contextlib.asynccontextmanager
     async def connect(cls, server: str, token: str, timeout: float = 10) -> AsyncIterator[LiveSession]:
         conn = await websockets.connect(ws_url(server), subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                                        max_size=MAX_FRAME, compression=None, open_timeout=timeout,
+                                        max_size=CLIENT_MAX_FRAME, compression=None, open_timeout=timeout,
                                         ping_interval=None)
         session = cls(conn)
         session._reader = asyncio.create_task(session._read_loop())
@@ -102,9 +108,11 @@ class LiveSession:
             async for data in self.conn:
                 if isinstance(data, str):
                     continue
-                frame = decode(data)
+                frame = decode(data, CLIENT_MAX_FRAME)
                 if frame.type is MsgType.ping:
                     await self.conn.send(encode(Frame(MsgType.pong, frame.id)))
+                    continue
+                if self._route_doc(frame):
                     continue
                 waiter = self._waiting.pop(frame.id, None) if frame.id and frame.type in REPLIES else None
                 if waiter is not None:
@@ -122,6 +130,37 @@ class LiveSession:
                 waiter.set_exception(closed)
         self._waiting.clear()
         self.pushes.put_nowait(closed)
+
+    def _route_doc(self, frame: Frame) -> bool:
+        if frame.type in DOC_PUSHES:
+            route = self.doc_routes.get(frame.body.get("doc"))  # type: ignore[arg-type]
+        elif frame.type is MsgType.error and frame.id in self.doc_requests:
+            route = self.doc_routes.get(self.doc_requests.pop(frame.id))
+        else:
+            return False
+        if route is not None:
+            route(frame)
+        elif frame.type in DOC_PUSHES and len(self._doc_early) < 10_000:
+            self._doc_early.append(frame)
+        return True
+
+    def route_doc(self, handle: int, route: Callable[[Frame], None]) -> None:
+        """Send *handle*'s pushes (and refusals) to *route*, starting with any that came early."""
+        self.doc_routes[handle] = route
+        early = [f for f in self._doc_early if f.body.get("doc") == handle]
+        self._doc_early = [f for f in self._doc_early if f.body.get("doc") != handle]
+        for frame in early:
+            route(frame)
+
+    async def send_doc(self, mtype: MsgType, handle: int, update: bytes) -> None:
+        """A doc_update / doc_awareness: no reply; a refusal goes to the document's route."""
+        rid = self._next_id
+        self._next_id += 1
+        self.doc_requests[rid] = handle
+        if len(self.doc_requests) > 10_000:  # successes leave no trace: forget the oldest ids
+            for old in list(self.doc_requests)[:5_000]:
+                del self.doc_requests[old]
+        await self.conn.send(encode(Frame(mtype, rid, {"doc": handle, "update": update})))
 
     async def request(self, mtype: MsgType, body: dict[str, Any], timeout: float = 30) -> Frame:
         """Send a request and wait for its reply; an ``error`` reply raises ``SatchelError``."""
