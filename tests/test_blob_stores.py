@@ -410,30 +410,3 @@ async def test_wrong_credentials_are_unavailable(s3_server: RcloneS3) -> None:
     st = S3BlobStore(s3_server.bucket, endpoint=s3_server.endpoint, access_key=s3_server.access_key,
                      secret_key="wrong-secret")
     await expect_error(ErrorCode.unavailable, st.start())
-
-
-async def test_local_store_never_replaces_a_stored_chunk(tmp_path):
-    """A committed chunk keeps its inode: a new copy of the same bytes (whose data may not be on
-    disk yet) must not take its place; the old file's mtime is refreshed instead."""
-
-
-    store = LocalBlobStore(tmp_path / "chunks")
-    await store.start()
-    try:
-        data = os.urandom(5000)
-        key = BlobKey(1, hash_bytes(data))
-
-        async def body():
-            yield data
-
-        await store.put_stream(key, len(data), body())
-        path = store._path(key)
-        before = path.stat()
-        os.utime(path, (before.st_atime - 3600, before.st_mtime - 3600))
-        await store.put_stream(key, len(data), body())
-        after = path.stat()
-        assert after.st_ino == before.st_ino and after.st_mtime > before.st_mtime - 60
-        assert list((tmp_path / "chunks" / ".tmp").iterdir()) == []
-        await store.sync()
-    finally:
-        await store.close()
