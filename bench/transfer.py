@@ -45,6 +45,7 @@ from python_client.api import SatchelClient
 from python_client.profile import Profile
 from server.core.chunking import avg_chunk_size, chunk_file
 from server.core.units import format_size, parse_size
+from server.storage.blobs.segments import stored_keys
 
 PASSWORD = "bench-password-123"  # a throwaway account on a throwaway server
 TARGET_UPLOAD_VS_RSYNC = 1.0
@@ -118,7 +119,8 @@ def bench_rsync(src: Path, work: Path, daemon: RsyncDaemon, reps: int) -> dict[s
 # ------------------------------------------------------------------ satchel
 
 def _chunk_files(store: Path) -> int:
-    return sum(1 for p in store.rglob("*") if p.is_file() and ".tmp" not in p.parts) if store.exists() else 0
+    """Chunks the local store holds (in segments, or as files in a store from before them)."""
+    return len(stored_keys(store)) if store.exists() else 0
 
 
 def _sdk_reupload(conf: Path, src: Path, remote: str) -> float:

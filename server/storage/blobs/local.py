@@ -163,9 +163,8 @@ class LocalBlobStore:
 
     async def close(self) -> None:
         for task in (self._compacting, self._flushing):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, OSError, SatchelError):
+            if task is not None:  # awaited, not cancelled: a thread may be copying or syncing
+                with contextlib.suppress(OSError, SatchelError):
                     await task
         with contextlib.suppress(OSError, SatchelError):
             await self._flush()
@@ -430,8 +429,9 @@ class LocalBlobStore:
     async def delete(self, key: BlobKey) -> None:
         k = (key.owner_id, key.digest)
         hit = self._pending.pop(k, None)
-        if hit is not None:
+        if hit is not None:  # the next flush moves indexed_len past it, so a restart keeps it dead
             hit[0].pending.pop(k, None)
+            self._shrunk.add(hit[1].seg)
         row = self.db.execute("DELETE FROM chunks WHERE owner = ? AND digest = ? RETURNING seg", k).fetchone()
         if row is not None:
             self._shrunk.add(row[0])
