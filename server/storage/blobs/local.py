@@ -295,7 +295,9 @@ class LocalBlobStore:
         w.size = start + fmt.HEADER_SIZE + size
         w.dirty = True
         k = (key.owner_id, key.digest)
-        if k not in self._pending and self._locate(key) is None:  # else a concurrent copy won: dead bytes
+        # A concurrent copy that finished first wins (ours is dead bytes). One already flushed to the
+        # index wins at our flush (INSERT OR IGNORE); until then reads use ours, the same bytes.
+        if k not in self._pending:
             loc = fmt.Location(w.seg, start + fmt.HEADER_SIZE, size)
             w.pending[k] = loc
             self._pending[k] = (w, loc, _now_ms())
