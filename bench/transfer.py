@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         "what the upload just wrote. Timings are wall clock of the whole process (satchel: CLI start-up "
         f"included, ~{results[0]['satchel']['cli_roundtrip_s']:.2f} s for `satchel info`). "
         "MB = 10^6 bytes. Both satchel ratios use rsync's fresh push time.",
-        "Satchel makes data durable (syncfs at commit, fsync of the downloaded file); rsync by "
+        "Satchel makes data durable (fdatasync of chunk segments at commit, fsync of the downloaded file); "
+        "rsync by "
         "default does not (see the --fsync row); cp is followed by fsync.",
         *(f"{format_size(r['size'])}: other load before measuring <= "
           f"{max(r['reference']['background_cpu_pct'], r['satchel']['background_cpu_pct']):.0f}% CPU; "
