@@ -14,6 +14,7 @@ from server.app import open_services
 from server.config import Config
 from server.core.chunking import chunk_file
 from server.services import sweeper
+from server.storage.blobs.segments import stored_keys
 from tests.conftest import STACKS, random_file
 from tests.harness.server import VENV_BIN
 
@@ -31,7 +32,7 @@ def announce(path: str, local) -> dict:
 
 
 def chunk_files(srv) -> int:
-    return len(list((srv.data_dir / "chunks").glob("*/*/*/*")))
+    return len(stored_keys(srv.data_dir / "chunks"))
 
 
 @pytest.mark.parametrize("stack", STACKS)

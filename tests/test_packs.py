@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from server.core.chunking import MAX_CHUNK_SIZE, chunk_bytes
 from server.core.pack import MAX_PACK_CHUNKS, MEDIA_TYPE, pack_header
+from server.storage.blobs.segments import stored_keys
 from tests.harness.server import ServerProcess
 from tests.test_bad_input import (
     Api,
@@ -72,7 +73,7 @@ def alice(user: Callable[..., Api]) -> Api:
 @pytest.fixture
 def stored_chunk(local: ServerProcess) -> Callable[[int, str], bool]:
     def check(owner_id: int, h: str) -> bool:
-        return (local.data_dir / "chunks" / str(owner_id) / h[:2] / h[2:4] / h).exists()
+        return (owner_id, bytes.fromhex(h)) in stored_keys(local.data_dir / "chunks")
     return check
 
 

@@ -16,6 +16,7 @@ import pytest
 from python_client.transfer import PART_SUFFIX, TransferStats
 from server.core.chunking import chunk_file, hash_bytes
 from server.core.errors import ErrorCode, SatchelError
+from server.storage.blobs.segments import stored_keys
 from tests.conftest import PASSWORD, api, random_file
 from tests.harness.server import VENV_BIN
 
@@ -95,7 +96,7 @@ def _stored_chunk_files(server, request) -> int:
         s3 = request.getfixturevalue("s3")
         root = s3.root / blob_url.removeprefix("s3://")
         return sum(1 for p in root.glob("staging/*/*") if p.is_file())
-    return sum(1 for p in (server.data_dir / "chunks").glob("*/*/*/*"))
+    return len(stored_keys(server.data_dir / "chunks"))
 
 
 async def test_killed_cli_upload_resumes(server, tmp_path, device_factory, make_user, request):
