@@ -228,3 +228,22 @@ async def test_delta_upload_and_download_reuse(devs: list[Dev]) -> None:
     before = a.engine.executor.totals.bytes_received
     await a.sync()
     assert a.engine.executor.totals.bytes_received == before and a.read("copy.bin") == bytes(data)
+
+
+async def test_many_small_files_go_in_batches_and_conflicts_stay_per_file(devs: list[Dev]) -> None:
+    """Small files travel in WebSocket batches both ways; a conflict inside a batch refuses that
+    file alone: both versions survive, the rest of the batch commits."""
+    a, b, _ = devs
+    files = {f"many/d{i % 3}/f{i:03}.bin": secrets.token_bytes(i * 37 % 5000) for i in range(240)}
+    for rel, data in files.items():
+        a.write(rel, data)
+    b.write("many/d0/f000.bin", b"the desktop's own f000")  # same name, other bytes: a conflict
+    r = await a.engine.round()
+    assert r.outcome.batched == 240 and r.outcome.blocked == 0
+    rb = await b.engine.round()
+    tree = await converge(devs)
+    assert rb.outcome.batched >= 239
+    for rel, data in files.items():
+        assert tree["/" + rel] == data
+    copies = [v for k, v in tree.items() if k.startswith("/many/d0/f000 (conflicted copy")]
+    assert copies == [b"the desktop's own f000"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import mimetypes
 import os
 import shutil
 import time
@@ -26,12 +25,12 @@ import websockets
 
 from python_client.api import SatchelClient
 from python_client.live import LiveSession, SessionClosed
-from python_client.sync.model import DIR, FILE, Action, LocalNode, Op, SyncedNode
+from python_client.sync import batches
+from python_client.sync.model import DIR, FILE, Action, LocalNode, Op, Stale, SyncedNode
 from python_client.sync.scanner import Scan, local_path
 from python_client.sync.state import State, state_dir
 from python_client.transfer import TransferStats, download_file, upload_file
 from server.core import paths
-from server.core.chunking import chunk_bytes
 from server.core.errors import ErrorCode, SatchelError
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ REPLAN = {ErrorCode.conflict, ErrorCode.not_found, ErrorCode.path_exists, ErrorC
 # Worth retrying soon: the round ends and the daemon backs off.
 TRANSIENT = {ErrorCode.unavailable}
 TRANSFERS = 8  # uploads or downloads in flight at once
-INLINE_MAX = 192 * 1024  # files up to this size commit over the WebSocket (frame: 1 MiB, inline: 256 KiB)
+INLINE_MAX = batches.SMALL_MAX  # files up to this size commit over the WebSocket (frame: 1 MiB)
 MAX_STRIKES = 5  # the same path refused this many rounds in a row: blocked, not retried at once
 
 
@@ -61,15 +60,12 @@ def purge_trash(root: Path, days: int = TRASH_DAYS) -> None:
             shutil.rmtree(day, ignore_errors=True)
 
 
-class Stale(Exception):
-    """The disk changed under the plan: leave the path for the next round."""
-
-
 @dataclass
 class Outcome:
     done: int = 0
     replan: int = 0
     blocked: int = 0
+    batched: int = 0  # files moved in WebSocket batches (commit_batch, fetch)
     stats: TransferStats = field(default_factory=TransferStats)
 
 
@@ -90,17 +86,6 @@ def _still(root: Path, path: str, ln: LocalNode | None) -> bool:
     return (st.st_size, st.st_mtime_ns, st.st_ino) == (ln.size, ln.mtime_ns, ln.inode)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Executor:
     def __init__(self, client: SatchelClient, state: State, root: Path,
                  on_action: Callable[[Action], None] | None = None) -> None:
@@ -111,6 +96,7 @@ class Executor:
         self._stack = contextlib.AsyncExitStack()
         self._session: LiveSession | None = None
         self._live_retry = 0.0
+        self._no_batches = False  # the server refused a batch message: one file at a time
 
     async def run(self, actions: list[Action], scan: Scan) -> Outcome:
         """Run *actions* in order; consecutive transfers (uploads, then downloads) run
@@ -131,8 +117,11 @@ class Executor:
                 j = i
                 while j < len(actions) and actions[j].op is a.op:
                     j += 1
+                small, rest = await self._small_first(actions[i:j])
                 async with asyncio.TaskGroup() as tg:
-                    for b in actions[i:j]:
+                    for group in batches.groups(small):
+                        tg.create_task(self._batch(a.op, group, scan, out, failed, gate))
+                    for b in rest:
                         tg.create_task(gated(b))
                 i = j
                 continue
@@ -147,17 +136,26 @@ class Executor:
         """One action, its outcome counted and committed; refusals sorted into replan or blocked."""
         try:
             await self._one(a, scan, out.stats)
+        except (Stale, SatchelError, PermissionError) as exc:
+            self._settle(a, exc, out, failed)
+        else:
+            self._settle(a, None, out, failed)
+        self.state.commit()
+
+    def _settle(self, a: Action, exc: Exception | None, out: Outcome, failed: list[str]) -> None:
+        """Count *a*'s outcome (*exc*: how it failed, None: done); transient failures re-raise."""
+        if exc is None:
             self.state.unblock(a.path)
             self.strikes.pop(a.path, None)
             out.done += 1
             if self.on_action:
                 self.on_action(a)
-        except Stale:
+        elif isinstance(exc, Stale):
             out.replan += 1
             failed.append(a.path)
-        except SatchelError as exc:
+        elif isinstance(exc, SatchelError):
             if exc.code in TRANSIENT:
-                raise
+                raise exc
             failed.append(a.path)
             strikes = self.strikes[a.path] = self.strikes.get(a.path, 0) + 1
             if exc.code in REPLAN and strikes < MAX_STRIKES:
@@ -167,11 +165,49 @@ class Executor:
                 log.warning("%s refused: %s [%s]", a, exc.message, exc.code.value)
                 self.state.block(a.path, exc.code.value, exc.message, a.local)
                 out.blocked += 1
-        except PermissionError as exc:
+        else:
             failed.append(a.path)
             log.warning("%s: %s", a, exc)
             self.state.block(a.path, "permission_denied", str(exc), a.local)
             out.blocked += 1
+
+    # -- small files in batches (protocol.md, "Batches")
+    async def _small_first(self, run: list[Action]) -> tuple[list[Action], list[Action]]:
+        """Split a run of uploads or downloads into small files that go in batches over the
+        WebSocket and the rest (one transfer each); all go one by one without a session."""
+        small = [a for a in run if batches.is_small(a)]
+        if len(small) < 2 or self._no_batches or await self._live() is None:
+            return [], run
+        rest = [a for a in run if not batches.is_small(a)]
+        return small, rest
+
+    async def _batch(self, op: Op, group: list[Action], scan: Scan, out: Outcome, failed: list[str],
+                     gate: asyncio.Semaphore) -> None:
+        async with gate:
+            live = await self._live()
+            results: list[tuple[Action, Exception | None]] | None = None
+            if live is not None and not self._no_batches:
+                try:
+                    run = batches.upload if op is Op.upload else batches.download
+                    results = await run(live, self.root, self.state, group, out.stats,
+                                        lambda a: _still(self.root, a.path, a.local))
+                except (SessionClosed, TimeoutError, OSError, websockets.WebSocketException) as exc:
+                    log.info("WebSocket batch failed (%s); one file at a time", exc)
+                    self._session = None
+                except SatchelError as exc:
+                    if exc.code in TRANSIENT:
+                        raise
+                    log.warning("the server refused a batch (%s: %s); one file at a time", exc.code.value,
+                                exc.message)
+                    self._no_batches = True  # e.g. a server older than protocol 1.x batches
+        if results is None:
+            for a in group:
+                async with gate:
+                    await self._guarded(a, scan, out, failed)
+            return
+        out.batched += len(results)
+        for a, failure in results:
+            self._settle(a, failure, out, failed)
         self.state.commit()
 
     async def _one(self, a: Action, scan: Scan, stats: TransferStats) -> None:
@@ -188,7 +224,7 @@ class Executor:
             raise Stale()
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(self._path(src), target)
-        _fsync_dir(target.parent)
+        batches.fsync_dir(target.parent)
 
     # -- handlers (one per Op)
     async def _conflict_rename(self, a: Action, scan: Scan, stats: TransferStats) -> None:
@@ -280,10 +316,10 @@ class Executor:
             data = f.read(INLINE_MAX + 1)
         if len(data) != ln.size:
             raise Stale()
-        ops: list[Any] = [data[r.offset:r.offset + r.size] for r in chunk_bytes(data)]  # the protocol's cut
+        body = batches.commit_body(a.path, a.rev, data, ln.mtime_ns)
         try:
-            return await live.commit(a.path, a.rev, len(data), ops, mtime=ln.mtime_ns // 1_000_000,
-                                     mime=mimetypes.guess_type(a.path)[0])
+            return await live.commit(a.path, a.rev, len(data), body["ops"], mtime=body["mtime"],
+                                     mime=body.get("mime"))
         except (SessionClosed, TimeoutError, OSError, websockets.WebSocketException) as exc:
             log.info("WebSocket commit failed (%s); using HTTP", exc)
             self._session = None

@@ -105,10 +105,30 @@ async def _read_text(svc: Services, rev: Revision, owner_id: int) -> str | None:
         if b"\0" in piece:
             return None
         buf += piece
+    return text_of(bytes(buf))
+
+
+def text_of(data: bytes) -> str | None:
+    """*data* as text, or None when it is not UTF-8 text (a NUL, an invalid sequence)."""
+    if b"\0" in data:
+        return None
     try:
-        return buf.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+async def index_text(svc: Services, s: AsyncSession, node: Node, data: bytes) -> None:
+    """Index the text of a revision whose bytes the caller holds (*data*, the whole file), inside
+    the commit's own transaction: a batch of small commits pays no write per file afterwards."""
+    if not 0 < len(data) <= svc.config.search_text_max:
+        return
+    body = text_of(data)
+    if not body:
+        return
+    if _sqlite(s):
+        await _upsert(s, node.id, node.ns_id, node.path)
+    await _set_body(s, node.id, body)
 
 
 async def index_content(svc: Services, node_id: int, rev_id: int | None) -> None:
