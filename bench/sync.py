@@ -129,14 +129,43 @@ def one_byte_edit(a: Device, b: Device, rsyncd: RsyncDaemon, staging: Path, name
             "rsync": rsync_push(a.folder / name, rsyncd)}
 
 
+def small_files(a: Device, b: Device, rsyncd: RsyncDaemon, staging: Path, n: int) -> dict[str, Any]:
+    """(2a) N files of 4 KiB appear in A's folder at once (a folder renamed in); time until B has all."""
+    (staging / "small").mkdir()
+    for i in range(n):
+        (staging / "small" / f"f{i:05}.bin").write_bytes(secrets.token_bytes(4096))
+    t0 = time.perf_counter()
+    os.rename(staging / "small", a.folder / "small")
+    wait_until(lambda: len(os.listdir(b.folder / "small")) == n if (b.folder / "small").is_dir() else False)
+    wait_until(lambda: all(_size_is(b.folder / "small" / f"f{i:05}.bin", 4096) for i in range(n)))
+    took = time.perf_counter() - t0
+    return {"satchel_seconds": took, "rsync": rsync_push(a.folder / "small", rsyncd)}
+
+
+def big_file(a: Device, b: Device, rsyncd: RsyncDaemon, staging: Path, size: int) -> dict[str, Any]:
+    """(2b) one big new file in A's folder; time until B has it (content checked after)."""
+    big = staging / "big.bin"
+    make_random_file(big, size, b"sync-bench")
+    digest = file_digest(big)
+    t0 = time.perf_counter()
+    os.rename(big, a.folder / "big.bin")
+    wait_until(lambda: _size_is(b.folder / "big.bin", size))
+    took = time.perf_counter() - t0
+    assert file_digest(b.folder / "big.bin") == digest
+    return {"satchel_seconds": took, "rsync": rsync_push(a.folder / "big.bin", rsyncd)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--also-edit-mib", type=int, default=255, help="also time the edit at this size (0: no)")
+    ap.add_argument("--only", default="small,big,edit",
+                    help="parts to run: small (many small files), big (one new big file), edit (1-byte edits)")
     ap.add_argument("--work-dir")
     ap.add_argument("--out", default="bench/results/sync.json")
     args = ap.parse_args()
+    parts = set(args.only.split(","))
     work = pick_work_dir(args.work_dir)
     size = args.size_mib * MiB
     server = SatchelServer(work / "server").start()
@@ -151,57 +180,42 @@ def main() -> None:
             d.cli("login", server.url, user, "--password-stdin", "--device", d.name, stdin=PASSWORD + "\n")
             d.start()
         time.sleep(2)  # both daemons connected and subscribed
-
-        # (2a) many small files
         staging = work / "staging"
-        (staging / "small").mkdir(parents=True)
-        for i in range(args.files):
-            (staging / "small" / f"f{i:05}.bin").write_bytes(secrets.token_bytes(4096))
-        t0 = time.perf_counter()
-        os.rename(staging / "small", a.folder / "small")
-        wait_until(lambda: len(os.listdir(b.folder / "small")) == args.files
-                   if (b.folder / "small").is_dir() else False)
-        wait_until(lambda: all(_size_is(b.folder / "small" / f"f{i:05}.bin", 4096) for i in range(args.files)))
-        small_s = time.perf_counter() - t0
-        results["small_files"] = {"satchel_seconds": small_s,
-                                  "rsync": rsync_push(a.folder / "small", rsyncd)}
-
-        # (2b) one big new file
-        big = staging / "big.bin"
-        make_random_file(big, size, b"sync-bench")
-        digest = file_digest(big)
-        t0 = time.perf_counter()
-        os.rename(big, a.folder / "big.bin")
-        wait_until(lambda: _size_is(b.folder / "big.bin", size))
-        big_s = time.perf_counter() - t0
-        assert file_digest(b.folder / "big.bin") == digest
-        results["big_file"] = {"satchel_seconds": big_s, "rsync": rsync_push(a.folder / "big.bin", rsyncd)}
-
-        # (1) one byte inserted in the middle, at SIZE (the issue's case) and at a size that does
-        # not cross a chunk-size step (see the README: 256 MiB + 1 byte moves to 128 KiB chunks)
-        results["one_byte_edit"] = one_byte_edit(a, b, rsyncd, staging, "big.bin", size)
-        if args.also_edit_mib:
-            other = staging / "other.bin"
-            make_random_file(other, args.also_edit_mib * MiB, b"sync-bench-2")
-            os.rename(other, a.folder / "other.bin")
-            wait_until(lambda: _size_is(b.folder / "other.bin", args.also_edit_mib * MiB))
-            results["one_byte_edit_also"] = one_byte_edit(a, b, rsyncd, staging, "other.bin", args.also_edit_mib * MiB)
+        staging.mkdir(parents=True)
+        if "small" in parts:
+            results["small_files"] = small_files(a, b, rsyncd, staging, args.files)
+        if "big" in parts or "edit" in parts:
+            results["big_file"] = big_file(a, b, rsyncd, staging, size)
+        if "edit" in parts:
+            # (1) one byte inserted in the middle, at SIZE (the issue's case) and at a size that does
+            # not cross a chunk-size step (see the README: 256 MiB + 1 byte moves to 128 KiB chunks)
+            results["one_byte_edit"] = one_byte_edit(a, b, rsyncd, staging, "big.bin", size)
+            if args.also_edit_mib:
+                other = staging / "other.bin"
+                make_random_file(other, args.also_edit_mib * MiB, b"sync-bench-2")
+                os.rename(other, a.folder / "other.bin")
+                wait_until(lambda: _size_is(b.folder / "other.bin", args.also_edit_mib * MiB))
+                results["one_byte_edit_also"] = one_byte_edit(a, b, rsyncd, staging, "other.bin",
+                                                              args.also_edit_mib * MiB)
     finally:
         a.stop()
         b.stop()
         rsyncd.stop()
         server.stop()
-    sm, bg = results["small_files"], results["big_file"]
     for key in ("one_byte_edit", "one_byte_edit_also"):
         if key in results:
             e = results[key]
             print(f"1-byte insert in {e['size'] / MiB:.0f} MiB: satchel {e['satchel_seconds']:.2f} s, "
                   f"{e['satchel_bytes_sent']:,} B sent; rsync {e['rsync']['seconds']:.2f} s, "
                   f"{e['rsync']['bytes_sent']:,} B sent (+{e['rsync']['bytes_received']:,} B received)")
-    print(f"{args.files} x 4 KiB A->B: satchel {sm['satchel_seconds']:.2f} s; "
-          f"rsync push {sm['rsync']['seconds']:.2f} s")
-    print(f"{args.size_mib} MiB new file A->B: satchel {bg['satchel_seconds']:.2f} s; "
-          f"rsync push {bg['rsync']['seconds']:.2f} s")
+    if "small_files" in results:
+        sm = results["small_files"]
+        print(f"{args.files} x 4 KiB A->B: satchel {sm['satchel_seconds']:.2f} s; "
+              f"rsync push {sm['rsync']['seconds']:.2f} s")
+    if "big_file" in results:
+        bg = results["big_file"]
+        print(f"{args.size_mib} MiB new file A->B: satchel {bg['satchel_seconds']:.2f} s; "
+              f"rsync push {bg['rsync']['seconds']:.2f} s")
     results["loadavg_after"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -130,3 +130,36 @@ async def test_concurrent_batches_on_one_path_keep_every_version(server: ServerP
             assert sorted((code(ra[i]), code(rb[i]))) == ["conflict", "ok"], i
             want = mine[i] if code(ra[i]) == "ok" else theirs[i]
             assert (await la.fetch([{"path": f"/c/{i}"}]))[0]["data"] == want
+
+
+async def test_commit_batch_usual_case_written_in_bulk(server: ServerProcess, make_user: MakeUser,
+                                                       tmp_path: Path) -> None:
+    """Distinct paths in one namespace (the bulk path): new files in new nested folders, an edit,
+    a stale edit and a folder in the way are answered per item like the item-by-item path."""
+    a: User = await make_user("A")
+    b: User = await make_user("B", name=a.name)
+    ns = int((await a.client.account())["root_namespace"])
+    async with LiveSession.connect(server.url, a.client.token or "") as la, \
+            LiveSession.connect(server.url, b.client.token or "") as lb:
+        e1 = await la.commit("/k/edit.txt", None, 3, [b"one"])
+        e2 = await la.commit("/k/stale.txt", None, 3, [b"two"])
+        await a.client.mkdir("/k/folder")
+        sub = await lb.subscribe(ns)
+        files = {f"/k/new/deep/f{i}.txt": f"file {i} says quinoa\n".encode() for i in range(50)}
+        items = [commit_body(p, None, d, 0) for p, d in files.items()]
+        items += [commit_body("/k/edit.txt", e1["rev"], b"edited", 0), commit_body("/k/stale.txt", None, b"x", 0),
+                  commit_body("/k/folder", None, b"x", 0)]
+        results = await la.commit_batch(items)
+        assert [code(r) for r in results] == ["ok"] * 51 + ["conflict", "is_a_directory"]
+        assert results[51]["error"]["head_rev"] == e2["rev"]
+        pushes = [await ws.next_change(lb) for _ in range(53)]
+        assert [(p["op"], p["path"]) for p in pushes[:2]] == [("mkdir", "/k/new"), ("mkdir", "/k/new/deep")]
+        assert [p["path"] for p in pushes[2:]] == [*files, "/k/edit.txt"]
+        assert pushes[-1]["op"] == "modify" and pushes[-1]["parent_rev"] == e1["rev"]
+        assert [p["seq"] for p in pushes] == list(range(sub["seq"] + 1, sub["seq"] + 54))
+        await ws.no_push(lb)
+        got = await lb.fetch([{"path": p} for p in [*files, "/k/edit.txt"]])
+        assert [g["data"] for g in got] == [*files.values(), b"edited"]
+        assert len((await a.client.search("quinoa", limit=100))["entries"]) == 50
+        assert (await a.client.quota())["used"] == sum(map(len, files.values())) + len(b"edited") + 3
+        assert (await a.client.stat("/k/stale.txt"))["rev"] == e2["rev"]

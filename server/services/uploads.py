@@ -430,6 +430,14 @@ def _upsert_chunks(dialect: str) -> Any:
     return ins.on_conflict_do_nothing(index_elements=["owner_id", "hash"])
 
 
+async def record_chunks(s: AsyncSession, owner_id: int, chunks: list[tuple[bytes, int]], now: int) -> None:
+    """Record the owner's new chunks (rows that exist already are left alone)."""
+    rows = [{"owner_id": owner_id, "hash": d, "size": n, "created_ms": now, "touched_ms": now} for d, n in chunks]
+    stmt = _upsert_chunks(s.get_bind().dialect.name)
+    for i in range(0, len(rows), INSERT_BATCH):
+        await s.execute(stmt, rows[i:i + INSERT_BATCH])
+
+
 @dataclass(frozen=True)
 class NewRevision:
     """What a commit writes, whichever way its chunks arrived (upload session or inline delta)."""
@@ -451,12 +459,7 @@ async def write_revision(s: AsyncSession, who: Principal, new: NewRevision, new_
     write the revision (its chunk list through *write_chunk_list*), the file and the journal."""
     now = now_ms()
     await refguard.adding_references(s)
-    if new_chunks:
-        rows = [{"owner_id": new.owner_id, "hash": d, "size": n, "created_ms": now, "touched_ms": now}
-                for d, n in new_chunks]
-        stmt = _upsert_chunks(s.get_bind().dialect.name)
-        for i in range(0, len(rows), INSERT_BATCH):
-            await s.execute(stmt, rows[i:i + INSERT_BATCH])
+    await record_chunks(s, new.owner_id, new_chunks, now)
     node = await tree.get_node(s, new.ns_id, new.path)
     head = node.head_rev_id if node else None
     if node is not None and node.kind == "dir":
