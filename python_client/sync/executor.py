@@ -333,9 +333,13 @@ class Executor:
         target = self._path(a.path)
         target.parent.mkdir(parents=True, exist_ok=True)
         got, reused = stats.bytes_received, stats.bytes_reused
+        sn = self.state.synced.get(a.path)
+        # The local file still is the synced revision: its chunk list says where reusable bytes are.
+        base = (sn.node_id, sn.rev) if sn is not None and sn.kind == FILE and sn.rev is not None \
+            and a.local is not None and a.local.same_stat(sn) else None
         meta = await download_file(self.client, a.path, target, rev=rn.rev, stats=stats,
                                    replace_if=lambda _t: _still(self.root, a.path, a.local),
-                                   sources=self._same_content(a.path, rn.content_hash, scan))
+                                   sources=self._same_content(a.path, rn.content_hash, scan), base=base)
         st = os.stat(target)
         log.info("downloaded %s: %d bytes, %d received, %d reused", a.path, st.st_size,
                  stats.bytes_received - got, stats.bytes_reused - reused)

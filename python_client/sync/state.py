@@ -116,7 +116,8 @@ class State:
 
     def put_remote(self, path: str, node: RemoteNode) -> None:
         self.remote[path] = node
-        self.db.execute("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?, ?)", (path, *astuple(node)))
+        self.db.execute("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?, ?)",
+                        (path, node.kind, node.node_id, node.rev, node.size, node.content_hash))
 
     def drop_remote(self, path: str) -> None:
         for key in [k for k in self.remote if k == path or k.startswith(path + "/")]:
@@ -135,7 +136,9 @@ class State:
 
     def put_synced(self, path: str, node: SyncedNode) -> None:
         self.synced[path] = node
-        self.db.execute("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (path, *astuple(node)))
+        self.db.execute("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (path, node.kind, node.node_id, node.rev, node.size, node.mtime_ns, node.inode,
+                         node.content_hash))  # not astuple: it deep-copies, 0.25 ms a row
 
     def drop_synced(self, path: str) -> None:
         for key in [k for k in self.synced if k == path or k.startswith(path + "/")]:
