@@ -174,9 +174,10 @@ class Executor:
     # -- small files in batches (protocol.md, "Batches")
     async def _small_first(self, run: list[Action]) -> tuple[list[Action], list[Action]]:
         """Split a run of uploads or downloads into small files that go in batches over the
-        WebSocket and the rest (one transfer each); all go one by one without a session."""
+        WebSocket (even one: a round trip instead of three requests) and the rest (one transfer
+        each); all go one by one without a session."""
         small = [a for a in run if batches.is_small(a)]
-        if len(small) < 2 or self._no_batches or await self._live() is None:
+        if not small or self._no_batches or await self._live() is None:
             return [], run
         rest = [a for a in run if not batches.is_small(a)]
         return small, rest
