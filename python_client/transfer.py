@@ -446,6 +446,15 @@ async def _fetch_direct(pool: ChunkHttp, out: _PartFile, chunk: dict[str, Any], 
             await _backoff(attempt)
 
 
+def _offsets(chunks: list[tuple[bytes, int]]) -> list[dict[str, Any]]:
+    """(digest, size) pairs as chunk list entries with offsets."""
+    out, offset = [], 0
+    for digest, size in chunks:
+        out.append({"hash": digest.hex(), "size": size, "offset": offset})
+        offset += size
+    return out
+
+
 async def _base_list(client: SatchelClient, base: tuple[int, int]) -> list[dict[str, Any]] | None:
     """The chunk list of revision *base* (file id, rev), or None if the server no longer has it."""
     try:
@@ -472,13 +481,16 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
                         rev: int | None = None, progress: Callable[[int, int], Progress] | None = None,
                         stats: TransferStats | None = None,
                         replace_if: Callable[[Path], bool] | None = None,
-                        sources: list[Path] | None = None, base: tuple[int, int] | None = None) -> dict[str, Any]:
+                        sources: list[Path] | None = None, base: tuple[int, int] | None = None,
+                        base_chunks: list[tuple[bytes, int]] | None = None) -> dict[str, Any]:
     """Download *remote* (revision *rev*, default the head) to *local*. *replace_if* is asked
     right before the finished part file is renamed over the target (a sync client checks there
     that the local file was not edited meanwhile); False drops the download (``conflict``).
     *sources*: other local files whose chunks may be reused (e.g. a local copy of the content).
     *base*: (file id, revision) the target's bytes are known to be (a sync client's synced state):
-    its chunk list locates reusable bytes without hashing the old file (see ``_reuse_known``)."""
+    its chunk list locates reusable bytes without hashing the old file (see ``_reuse_known``);
+    *base_chunks*: that list (digest, size) when the caller keeps it, saving the request.
+    The result carries the new revision's chunk list as ``chunks`` ((digest, size) pairs)."""
     stats = stats or TransferStats()
     meta = await client.stat(remote)
     if meta["kind"] != "file":
@@ -487,9 +499,9 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     if target.is_dir():
         target = target / meta["name"]
     # The base revision's list is asked for at the same time as the new one's.
+    usable = base is not None and target.is_file() and not target.with_name(target.name + PART_SUFFIX).exists()
     known_list = asyncio.ensure_future(_base_list(client, base)) \
-        if base is not None and target.is_file() and not target.with_name(target.name + PART_SUFFIX).exists() \
-        else None
+        if usable and base is not None and base_chunks is None else None
     try:
         listing = await _all_chunks(client, meta["id"], rev)
     except BaseException:
@@ -506,7 +518,8 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     flushing: asyncio.Future[None] | None = None
     try:
         os.ftruncate(fd, listing["size"])
-        known = await known_list if known_list is not None else None
+        known = await known_list if known_list is not None else \
+            (_offsets(base_chunks) if usable and base_chunks is not None else None)
         if known is not None:
             needed = await asyncio.to_thread(_reuse_known, fd, chunks, target, known, stats)
         else:
@@ -537,4 +550,5 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
 
         ts = datetime.fromisoformat(meta["mtime"].replace("Z", "+00:00")).timestamp()
         os.utime(target, (ts, ts))
-    return meta | {"local_path": str(target), "rev": listing["rev"]}
+    return meta | {"local_path": str(target), "rev": listing["rev"],
+                   "chunks": [(bytes.fromhex(c["hash"]), int(c["size"])) for c in chunks]}
