@@ -220,6 +220,7 @@ async def test_delta_upload_and_download_reuse(devs: list[Dev]) -> None:
     await a.sync()
     sent = a.engine.executor.totals.bytes_sent - before_a
     assert 0 < sent < 400_000, f"a 1-byte insert sent {sent} bytes"
+    assert a.engine.executor.delta_commits == 1  # one WebSocket frame against the kept chunk list
     await b.sync()
     assert b.read("big.bin") == bytes(data)
     assert b.engine.executor.totals.bytes_received - before_b < 400_000

@@ -100,6 +100,7 @@ class Executor:
         self._session: LiveSession | None = None
         self._live_retry = 0.0
         self._no_batches = False  # the server refused a batch message: one file at a time
+        self.delta_commits = 0  # edits of big files committed as one WebSocket frame
 
     async def run(self, actions: list[Action], scan: Scan) -> Outcome:
         """Run *actions* in order; consecutive transfers (uploads, then downloads) run
@@ -391,6 +392,7 @@ class Executor:
             log.info("delta commit refused (%s); uploading over HTTP", exc.code.value)
             return None
         stats.bytes_sent += new
+        self.delta_commits += 1
         return entry
 
     async def _download(self, a: Action, scan: Scan, stats: TransferStats) -> None:

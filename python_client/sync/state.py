@@ -1,5 +1,6 @@
 """The local state database (``DIR/.satchel/state.db``, SQLite): the synced tree, the remote tree
-with the journal cursor it reflects, blocked paths and the folder's settings.
+with the journal cursor it reflects, blocked paths, the folder's settings, and the chunk lists of
+big files' synced contents (by content hash: delta commits and downloads use them).
 
 Every tree is also held in memory (dicts keyed by path) for the planner; each write goes to both,
 and ``commit`` makes a batch durable at once (a remote-tree update and its cursor commit together).
