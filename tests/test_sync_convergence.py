@@ -30,7 +30,7 @@ from server.core.chunking import chunk_bytes, content_hash
 from tests.harness.server import ServerProcess
 from tests.sync_helpers import Dev, close_dev, make_dev, server_tree, snapshot
 
-DEFAULT_SEEDS = 100  # ~0.6 s each on an idle machine (one account reused); -m soak runs hundreds
+DEFAULT_SEEDS = 100  # one account reused across runs; 100 took 323 s at load average 10 on 2 cores
 SOAK_SEEDS = 300
 
 
