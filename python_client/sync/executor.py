@@ -204,7 +204,7 @@ class Executor:
                         raise
                     log.warning("the server refused a batch (%s: %s); one file at a time", exc.code.value,
                                 exc.message)
-                    self._no_batches = True  # e.g. a server older than protocol 1.x batches
+                    self._no_batches = True  # e.g. a server older than protocol 0.8 (batches)
         if results is None:
             for a in group:
                 async with gate:
