@@ -10,7 +10,9 @@ Network failures surface as ``httpx.TransportError``; transfer engines retry tho
 from __future__ import annotations
 
 import builtins
+import functools
 import os
+import ssl
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +38,12 @@ def raise_for_error(resp: httpx.Response) -> None:
     raise SatchelError(code, message, **details)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One default TLS context for every client: loading the CA store costs ~80 ms each time."""
+    return httpx.create_ssl_context()  # what httpx would build per client (certifi's CA bundle)
+
+
 class SatchelClient:
     def __init__(self, server: str, token: str | None = None, *, http: httpx.AsyncClient | None = None,
                  parallel: int = 8) -> None:
@@ -43,7 +51,7 @@ class SatchelClient:
         self.token = token
         self.parallel = parallel
         limits = httpx.Limits(max_connections=parallel * 2, max_keepalive_connections=parallel * 2)
-        self.http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=limits)
+        self.http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=limits, verify=_tls_context())
 
     async def __aenter__(self) -> SatchelClient:
         return self

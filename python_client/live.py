@@ -45,7 +45,8 @@ from server.ws.protocol import (
 
 log = logging.getLogger(__name__)
 REPLIES = {MsgType.welcome, MsgType.pong, MsgType.subscribed, MsgType.unsubscribed, MsgType.committed,
-           MsgType.presence, MsgType.error, MsgType.doc_joined, MsgType.doc_left}
+           MsgType.committed_batch, MsgType.fetched, MsgType.presence, MsgType.error, MsgType.doc_joined,
+           MsgType.doc_left}
 DOC_PUSHES = {MsgType.doc_update, MsgType.doc_awareness, MsgType.doc_saved, MsgType.doc_closed}
 
 
@@ -175,8 +176,7 @@ class LiveSession:
         finally:
             self._waiting.pop(rid, None)  # a timed-out or failed request leaves no waiter behind
         if frame.type is MsgType.error:
-            details = {k: v for k, v in frame.body.items() if k not in ("code", "message")}
-            raise SatchelError(_code(frame.body.get("code")), str(frame.body.get("message", "")), **details)
+            raise error_of(frame.body)
         return frame
 
     async def next_push(self, timeout: float | None = None) -> Frame:
@@ -209,10 +209,30 @@ class LiveSession:
         entry: dict[str, Any] = (await self.request(MsgType.commit, body)).body["entry"]
         return entry
 
+    async def commit_batch(self, items: list[dict[str, Any]], timeout: float = 120) -> list[dict[str, Any]]:
+        """Commit many small files at once (``commit_batch``; each item is a ``commit`` body).
+        One result per item, in order: ``{"entry": ...}`` or ``{"error": {code, message, ...}}``."""
+        results: list[dict[str, Any]] = (await self.request(MsgType.commit_batch, {"items": items},
+                                                            timeout=timeout)).body["results"]
+        return results
+
+    async def fetch(self, items: list[dict[str, Any]], timeout: float = 120) -> list[dict[str, Any]]:
+        """Read many small files at once (``fetch``; items ``{path, rev?}``). One result per item:
+        ``{path, id, rev, size, content_hash, mtime, data}`` or ``{"error": {...}}``."""
+        results: list[dict[str, Any]] = (await self.request(MsgType.fetch, {"items": items},
+                                                            timeout=timeout)).body["results"]
+        return results
+
     async def presence_set(self, ns: int, path: str, state: str | None) -> list[dict[str, Any]]:
         members: list[dict[str, Any]] = (await self.request(
             MsgType.presence_set, {"ns": ns, "path": path, "state": state})).body["members"]
         return members
+
+
+def error_of(body: dict[str, Any]) -> SatchelError:
+    """The ``SatchelError`` an error frame's body (or a batch item's ``error``) describes."""
+    details = {k: v for k, v in body.items() if k not in ("code", "message")}
+    return SatchelError(_code(body.get("code")), str(body.get("message", "")), **details)
 
 
 def _code(raw: object) -> ErrorCode:

@@ -33,11 +33,15 @@ class Dev:
         return (self.root / rel).read_bytes()
 
 
-async def make_dev(url: str, user: str, name: str, base: Path, *, signup: bool = False, **kw: Any) -> Dev:
-    client = SatchelClient(url)
+async def make_dev(url: str, user: str, name: str, base: Path, *, signup: bool = False, token: str | None = None,
+                   **kw: Any) -> Dev:
+    """A device of *user* syncing ``base/name``; with *token*, a device already logged in (no
+    password hashing: the convergence test makes hundreds of devices)."""
+    client = SatchelClient(url, token)
     if signup:
         await client.signup(user, PASSWORD)
-    await client.login(user, PASSWORD, name)
+    if token is None:
+        await client.login(user, PASSWORD, name)
     root = base / name
     engine = Engine(client, root, device=name, **kw)
     engine.bind(url, user)

@@ -320,6 +320,10 @@ WS_CELLS: dict[MsgType, tuple[Callable[[World, str], dict[str, Any]], Cell]] = {
     MsgType.unsubscribe: (lambda w, a: {"ns": w.ns}, ANY_USER),
     MsgType.commit: (lambda w, a: {"path": f"{w.write_base(a)}/ws-{a}.txt", "parent_rev": None, "size": 2,
                                    "ops": [b"ws"]}, OWN_TREE_WRITE),
+    # batches: one item each; the matrix checks the item's result (the frame itself is answered)
+    MsgType.commit_batch: (lambda w, a: {"items": [{"path": f"{w.write_base(a)}/wsb-{a}.txt", "parent_rev": None,
+                                                    "size": 2, "ops": [b"wb"]}]}, OWN_TREE_WRITE),
+    MsgType.fetch: (lambda w, a: {"items": [{"path": w.base(a) + "/plan.txt"}]}, MEMBERS_READ),
     MsgType.presence_set: (lambda w, a: {"ns": w.ns, "path": "/", "state": "viewing"}, MEMBERS_READ),
     # Co-editing: the frames after doc_join are sent after joining plan.txt (see _ws_outcome); the
     # update is an empty Yjs update, so an editor's accepted one changes nothing either.
@@ -419,6 +423,10 @@ async def _ws_outcome(w: World, actor: str, mtype: MsgType, body: dict[str, Any]
             if frame.type is MsgType.error:
                 return str(frame.body["code"])
             if frame.id in (7, 8):
+                results = frame.body.get("results") if frame.type in (MsgType.committed_batch, MsgType.fetched) \
+                    else None
+                if results is not None and "error" in results[0]:
+                    return str(results[0]["error"]["code"])
                 return OK
     finally:
         await conn.close()

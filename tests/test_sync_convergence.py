@@ -8,8 +8,9 @@ Invariants after quiescence:
 - no file is a mix of two writes: every file holds exactly one content some device wrote.
 
 A failing run prints its seed; replay it with ``SATCHEL_SYNC_SEED=<seed> ./dev test
-tests/test_sync_convergence.py``. The default suite runs 16 seeds (~2.5 s each); ``-m soak`` runs
-hundreds, with a server restart in the middle of each.
+tests/test_sync_convergence.py``. The default suite runs 100 seeds (one account, its tree emptied
+between runs); ``-m soak`` runs 300 longer ones, each with a fresh account and a server restart
+in the middle.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from server.core.chunking import chunk_bytes, content_hash
 from tests.harness.server import ServerProcess
 from tests.sync_helpers import Dev, close_dev, make_dev, server_tree, snapshot
 
-DEFAULT_SEEDS = 16  # ~2.5 s each against a real server; -m soak runs hundreds
+DEFAULT_SEEDS = 100  # one account reused across runs; 100 took 323 s at load average 10 on 2 cores
 SOAK_SEEDS = 300
 
 
@@ -179,10 +180,28 @@ def _server_contents(srv: ServerProcess) -> set[str]:
         db.close()
 
 
+_ACCOUNTS: dict[str, tuple[str, list[str]]] = {}  # server URL -> (user, three device tokens)
+
+
+async def _devices(srv: ServerProcess, base: Path, fresh: bool) -> list[Dev]:
+    """Three devices of one account with an empty tree. Unless *fresh*, the account and its
+    device logins are reused from the previous run on this server (its tree moved to the trash
+    first): signing up and logging in (argon2) was half of a run's cost."""
+    if fresh or srv.url not in _ACCOUNTS:
+        user = "c" + secrets.token_hex(5)
+        devs = [await make_dev(srv.url, user, "d0", base, signup=True)]
+        devs += [await make_dev(srv.url, user, f"d{i}", base) for i in (1, 2)]
+        _ACCOUNTS[srv.url] = (user, [d.client.token or "" for d in devs])
+        return devs
+    user, tokens = _ACCOUNTS[srv.url]
+    devs = [await make_dev(srv.url, user, f"d{i}", base, token=t) for i, t in enumerate(tokens)]
+    for e in await devs[0].client.list("/"):
+        await devs[0].client.delete(e["path"])
+    return devs
+
+
 async def one_run(seed: int, srv: ServerProcess, base: Path, steps: int, restart: bool = False) -> None:
-    user = "c" + secrets.token_hex(5)
-    devs = [await make_dev(srv.url, user, "d0", base, signup=True)]
-    devs += [await make_dev(srv.url, user, f"d{i}", base) for i in (1, 2)]
+    devs = await _devices(srv, base, fresh=restart)
     driver = Driver(seed, devs)
 
     def restart_server() -> None:

@@ -3,6 +3,7 @@ against a real server process (in-process engines, rounds driven by the test).""
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -219,6 +220,7 @@ async def test_delta_upload_and_download_reuse(devs: list[Dev]) -> None:
     await a.sync()
     sent = a.engine.executor.totals.bytes_sent - before_a
     assert 0 < sent < 400_000, f"a 1-byte insert sent {sent} bytes"
+    assert a.engine.executor.delta_commits == 1  # one WebSocket frame against the kept chunk list
     await b.sync()
     assert b.read("big.bin") == bytes(data)
     assert b.engine.executor.totals.bytes_received - before_b < 400_000
@@ -228,3 +230,52 @@ async def test_delta_upload_and_download_reuse(devs: list[Dev]) -> None:
     before = a.engine.executor.totals.bytes_received
     await a.sync()
     assert a.engine.executor.totals.bytes_received == before and a.read("copy.bin") == bytes(data)
+
+
+async def test_many_small_files_go_in_batches_and_conflicts_stay_per_file(devs: list[Dev]) -> None:
+    """Small files travel in WebSocket batches both ways; a conflict inside a batch refuses that
+    file alone: both versions survive, the rest of the batch commits."""
+    a, b, _ = devs
+    files = {f"many/d{i % 3}/f{i:03}.bin": secrets.token_bytes(i * 37 % 5000) for i in range(240)}
+    for rel, data in files.items():
+        a.write(rel, data)
+    b.write("many/d0/f000.bin", b"the desktop's own f000")  # same name, other bytes: a conflict
+    r = await a.engine.round()
+    assert r.outcome.batched == 240 and r.outcome.blocked == 0
+    rb = await b.engine.round()
+    tree = await converge(devs)
+    assert rb.outcome.batched >= 239
+    for rel, data in files.items():
+        assert tree["/" + rel] == data
+    copies = [v for k, v in tree.items() if k.startswith("/many/d0/f000 (conflicted copy")]
+    assert copies == [b"the desktop's own f000"]
+
+
+async def test_reuse_from_synced_revision_checks_every_byte(devs: list[Dev]) -> None:
+    """A download reuses the old local file by the synced revision's chunk list, trusting its
+    size/mtime/inode only to locate bytes: bytes that changed under an unchanged stat are caught
+    by their hash and fetched, never copied into the new version."""
+    from tests.conftest import random_file
+
+    a, b, _ = devs
+    big = random_file(a.root / "big.bin", 4 * 1024 * 1024, seed=11)
+    await a.sync()
+    await b.sync()
+    data = bytearray(big.read_bytes())
+    data[2_000_000:2_000_000] = b"?"
+    big.write_bytes(bytes(data))
+    await a.sync()
+    # Corrupt B's old copy in place (same size, inode and mtime): its stat still says "synced".
+    old = b.root / "big.bin"
+    st = old.stat()
+    with open(old, "r+b") as f:
+        f.seek(100_000)
+        f.write(b"\0" * 300_000)
+    os.utime(old, ns=(st.st_atime_ns, st.st_mtime_ns))
+    before_reused = b.engine.executor.totals.bytes_reused
+    before_got = b.engine.executor.totals.bytes_received
+    await b.sync()
+    assert b.read("big.bin") == bytes(data)
+    got = b.engine.executor.totals.bytes_received - before_got
+    assert 300_000 <= got < 1_000_000, got  # the damaged chunks and the edit, not the whole file
+    assert b.engine.executor.totals.bytes_reused - before_reused > 3_000_000

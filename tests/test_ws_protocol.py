@@ -57,6 +57,12 @@ BODIES: dict[MsgType, dict[str, Any]] = {
     MsgType.revoked: {"ns": 7, "cursor": "v1.7.4", "reason": "access_removed"},
     MsgType.commit: {"path": "/a", "parent_rev": 3, "size": 10, "ops": [[0, 1], b"hello"], "mtime": 1},
     MsgType.committed: {"entry": {"id": 1, "path": "/a", "rev": 4}},
+    MsgType.commit_batch: {"items": [{"path": "/a", "parent_rev": None, "size": 5, "ops": [b"hello"]}]},
+    MsgType.committed_batch: {"results": [{"entry": {"id": 1, "path": "/a", "rev": 4}},
+                                          {"error": {"code": "conflict", "message": "x", "head_rev": 5}}]},
+    MsgType.fetch: {"items": [{"path": "/a", "rev": 4}, {"path": "/b"}]},
+    MsgType.fetched: {"results": [{"path": "/a", "id": 1, "rev": 4, "size": 5, "content_hash": "ab", "mtime": 1,
+                                   "data": b"hello"}, {"error": {"code": "not_found", "message": "x"}}]},
     MsgType.presence_set: {"ns": 7, "path": "/a", "state": "viewing"},
     MsgType.presence: {"ns": 7, "path": "/a", "members": [{"key": "n:s", "state": "viewing"}]},
     MsgType.presence_event: {"ns": 7, "path": "/a", "event": "join", "member": {"key": "n:s"}},
@@ -163,7 +169,7 @@ def test_frame_of_exactly_max_size_decodes() -> None:
     assert decode(data).type is MsgType.commit
 
 
-@pytest.mark.parametrize("mtype", [0, 6, 9, 17, 19, 22, 29, 33, 99, -1, 2**40])
+@pytest.mark.parametrize("mtype", [0, 6, 9, 17, 19, 26, 29, 33, 99, -1, 2**40])
 def test_unknown_type_is_an_error_not_a_close(mtype: int) -> None:
     with pytest.raises(ProtocolError) as info:
         decode(pack([mtype, 17, {}]))

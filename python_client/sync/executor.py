@@ -26,12 +26,13 @@ import websockets
 
 from python_client.api import SatchelClient
 from python_client.live import LiveSession, SessionClosed
-from python_client.sync.model import DIR, FILE, Action, LocalNode, Op, SyncedNode
+from python_client.sync import batches
+from python_client.sync.model import DIR, FILE, Action, LocalNode, Op, Stale, SyncedNode
 from python_client.sync.scanner import Scan, local_path
 from python_client.sync.state import State, state_dir
 from python_client.transfer import TransferStats, download_file, upload_file
 from server.core import paths
-from server.core.chunking import chunk_bytes
+from server.core.chunking import ChunkRef
 from server.core.errors import ErrorCode, SatchelError
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ REPLAN = {ErrorCode.conflict, ErrorCode.not_found, ErrorCode.path_exists, ErrorC
 # Worth retrying soon: the round ends and the daemon backs off.
 TRANSIENT = {ErrorCode.unavailable}
 TRANSFERS = 8  # uploads or downloads in flight at once
-INLINE_MAX = 192 * 1024  # files up to this size commit over the WebSocket (frame: 1 MiB, inline: 256 KiB)
+INLINE_MAX = batches.SMALL_MAX  # files up to this size commit over the WebSocket (frame: 1 MiB)
+DELTA_INLINE_MAX = 192 * 1024  # new bytes of an edit sent inline in one commit (the limit: 256 KiB)
 MAX_STRIKES = 5  # the same path refused this many rounds in a row: blocked, not retried at once
 
 
@@ -61,15 +63,12 @@ def purge_trash(root: Path, days: int = TRASH_DAYS) -> None:
             shutil.rmtree(day, ignore_errors=True)
 
 
-class Stale(Exception):
-    """The disk changed under the plan: leave the path for the next round."""
-
-
 @dataclass
 class Outcome:
     done: int = 0
     replan: int = 0
     blocked: int = 0
+    batched: int = 0  # files moved in WebSocket batches (commit_batch, fetch)
     stats: TransferStats = field(default_factory=TransferStats)
 
 
@@ -90,17 +89,6 @@ def _still(root: Path, path: str, ln: LocalNode | None) -> bool:
     return (st.st_size, st.st_mtime_ns, st.st_ino) == (ln.size, ln.mtime_ns, ln.inode)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Executor:
     def __init__(self, client: SatchelClient, state: State, root: Path,
                  on_action: Callable[[Action], None] | None = None) -> None:
@@ -111,6 +99,8 @@ class Executor:
         self._stack = contextlib.AsyncExitStack()
         self._session: LiveSession | None = None
         self._live_retry = 0.0
+        self._no_batches = False  # the server refused a batch message: one file at a time
+        self.delta_commits = 0  # edits of big files committed as one WebSocket frame
 
     async def run(self, actions: list[Action], scan: Scan) -> Outcome:
         """Run *actions* in order; consecutive transfers (uploads, then downloads) run
@@ -131,8 +121,11 @@ class Executor:
                 j = i
                 while j < len(actions) and actions[j].op is a.op:
                     j += 1
+                small, rest = await self._small_first(actions[i:j])
                 async with asyncio.TaskGroup() as tg:
-                    for b in actions[i:j]:
+                    for group in batches.groups(small):
+                        tg.create_task(self._batch(a.op, group, scan, out, failed, gate))
+                    for b in rest:
                         tg.create_task(gated(b))
                 i = j
                 continue
@@ -147,17 +140,26 @@ class Executor:
         """One action, its outcome counted and committed; refusals sorted into replan or blocked."""
         try:
             await self._one(a, scan, out.stats)
+        except (Stale, SatchelError, PermissionError) as exc:
+            self._settle(a, exc, out, failed)
+        else:
+            self._settle(a, None, out, failed)
+        self.state.commit()
+
+    def _settle(self, a: Action, exc: Exception | None, out: Outcome, failed: list[str]) -> None:
+        """Count *a*'s outcome (*exc*: how it failed, None: done); transient failures re-raise."""
+        if exc is None:
             self.state.unblock(a.path)
             self.strikes.pop(a.path, None)
             out.done += 1
             if self.on_action:
                 self.on_action(a)
-        except Stale:
+        elif isinstance(exc, Stale):
             out.replan += 1
             failed.append(a.path)
-        except SatchelError as exc:
+        elif isinstance(exc, SatchelError):
             if exc.code in TRANSIENT:
-                raise
+                raise exc
             failed.append(a.path)
             strikes = self.strikes[a.path] = self.strikes.get(a.path, 0) + 1
             if exc.code in REPLAN and strikes < MAX_STRIKES:
@@ -167,11 +169,50 @@ class Executor:
                 log.warning("%s refused: %s [%s]", a, exc.message, exc.code.value)
                 self.state.block(a.path, exc.code.value, exc.message, a.local)
                 out.blocked += 1
-        except PermissionError as exc:
+        else:
             failed.append(a.path)
             log.warning("%s: %s", a, exc)
             self.state.block(a.path, "permission_denied", str(exc), a.local)
             out.blocked += 1
+
+    # -- small files in batches (protocol.md, "Batches")
+    async def _small_first(self, run: list[Action]) -> tuple[list[Action], list[Action]]:
+        """Split a run of uploads or downloads into small files that go in batches over the
+        WebSocket (even one: a round trip instead of three requests) and the rest (one transfer
+        each); all go one by one without a session."""
+        small = [a for a in run if batches.is_small(a)]
+        if not small or self._no_batches or await self._live() is None:
+            return [], run
+        rest = [a for a in run if not batches.is_small(a)]
+        return small, rest
+
+    async def _batch(self, op: Op, group: list[Action], scan: Scan, out: Outcome, failed: list[str],
+                     gate: asyncio.Semaphore) -> None:
+        async with gate:
+            live = await self._live()
+            results: list[tuple[Action, Exception | None]] | None = None
+            if live is not None and not self._no_batches:
+                try:
+                    run = batches.upload if op is Op.upload else batches.download
+                    results = await run(live, self.root, self.state, group, out.stats,
+                                        lambda a: _still(self.root, a.path, a.local))
+                except (SessionClosed, TimeoutError, OSError, websockets.WebSocketException) as exc:
+                    log.info("WebSocket batch failed (%s); one file at a time", exc)
+                    self._session = None
+                except SatchelError as exc:
+                    if exc.code in TRANSIENT:
+                        raise
+                    log.warning("the server refused a batch (%s: %s); one file at a time", exc.code.value,
+                                exc.message)
+                    self._no_batches = True  # e.g. a server older than protocol 0.8 (batches)
+        if results is None:
+            for a in group:
+                async with gate:
+                    await self._guarded(a, scan, out, failed)
+            return
+        out.batched += len(results)
+        for a, failure in results:
+            self._settle(a, failure, out, failed)
         self.state.commit()
 
     async def _one(self, a: Action, scan: Scan, stats: TransferStats) -> None:
@@ -188,7 +229,7 @@ class Executor:
             raise Stale()
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(self._path(src), target)
-        _fsync_dir(target.parent)
+        batches.fsync_dir(target.parent)
 
     # -- handlers (one per Op)
     async def _conflict_rename(self, a: Action, scan: Scan, stats: TransferStats) -> None:
@@ -243,12 +284,18 @@ class Executor:
         if not _still(self.root, a.path, ln):
             raise Stale()
         sent = stats.bytes_sent
-        entry = await self._commit_inline(a, ln) if ln.size <= INLINE_MAX else None
-        if entry is not None:
-            stats.bytes_sent += ln.size
+        refs = scan.chunks.get(a.path)
+        if ln.size <= INLINE_MAX:
+            entry = await self._commit_inline(a, ln)
+            if entry is not None:
+                stats.bytes_sent += ln.size
         else:
+            entry = await self._commit_delta(a, ln, refs, stats)
+        if entry is None:
             entry = await upload_file(self.client, self._path(a.path), a.path, parent_rev=a.rev, stats=stats,
-                                      chunks=scan.chunks.get(a.path))
+                                      chunks=refs)
+        if refs is not None:
+            self.state.put_chunks(entry["content_hash"], [(r.digest, r.size) for r in refs])
         log.info("uploaded %s: %d bytes, %d sent", a.path, ln.size, stats.bytes_sent - sent)
         self.state.put_synced(a.path, SyncedNode(FILE, int(entry["id"]), int(entry["rev"]), ln.size, ln.mtime_ns,
                                                  ln.inode, entry["content_hash"]))
@@ -280,14 +327,73 @@ class Executor:
             data = f.read(INLINE_MAX + 1)
         if len(data) != ln.size:
             raise Stale()
-        ops: list[Any] = [data[r.offset:r.offset + r.size] for r in chunk_bytes(data)]  # the protocol's cut
+        body = batches.commit_body(a.path, a.rev, data, ln.mtime_ns)
         try:
-            return await live.commit(a.path, a.rev, len(data), ops, mtime=ln.mtime_ns // 1_000_000,
-                                     mime=mimetypes.guess_type(a.path)[0])
+            return await live.commit(a.path, a.rev, len(data), body["ops"], mtime=body["mtime"],
+                                     mime=body.get("mime"))
         except (SessionClosed, TimeoutError, OSError, websockets.WebSocketException) as exc:
             log.info("WebSocket commit failed (%s); using HTTP", exc)
             self._session = None
             return None
+
+    async def _commit_delta(self, a: Action, ln: LocalNode, refs: list[ChunkRef] | None,
+                            stats: TransferStats) -> dict[str, Any] | None:
+        """An edit of a big file as one WebSocket ``commit``: chunks kept from the synced version
+        (its list is in the state) as ranges, new chunks inline, when they add up to at most
+        DELTA_INLINE_MAX. No announce of the whole chunk list, no chunk PUT, no second request.
+        None: not possible here (no list, too much new data, no session): upload over HTTP."""
+        sn = self.state.synced.get(a.path)
+        parent = self.state.chunks_of(sn.content_hash) if sn is not None and sn.rev == a.rev else None
+        if refs is None or parent is None or a.rev is None:
+            return None
+        first: dict[bytes, int] = {}
+        for i, (digest, _size) in enumerate(parent):
+            first.setdefault(digest, i)
+        plan: list[list[int] | ChunkRef] = []
+        new = 0
+        for r in refs:
+            at = first.get(r.digest)
+            last = plan[-1] if plan else None
+            if at is not None and parent[at][1] == r.size:
+                if isinstance(last, list) and last[0] + last[1] == at:
+                    last[1] += 1
+                else:
+                    plan.append([at, 1])
+            else:
+                new += r.size
+                plan.append(r)
+        if new > DELTA_INLINE_MAX:
+            return None
+        live = await self._live()
+        if live is None:
+            return None
+        ops: list[Any] = []
+        with open(self._path(a.path), "rb", buffering=0) as f:
+            for op in plan:
+                if isinstance(op, list):
+                    ops.append(op)
+                    continue
+                data = os.pread(f.fileno(), op.size, op.offset)
+                if len(data) != op.size:
+                    raise Stale()
+                ops.append(data)
+        if not _still(self.root, a.path, ln):
+            raise Stale()
+        try:
+            entry: dict[str, Any] = await live.commit(a.path, a.rev, ln.size, ops, mtime=ln.mtime_ns // 1_000_000,
+                                                      mime=mimetypes.guess_type(a.path)[0])
+        except (SessionClosed, TimeoutError, OSError, websockets.WebSocketException) as exc:
+            log.info("WebSocket commit failed (%s); using HTTP", exc)
+            self._session = None
+            return None
+        except SatchelError as exc:
+            if exc.code is ErrorCode.conflict:
+                raise
+            log.info("delta commit refused (%s); uploading over HTTP", exc.code.value)
+            return None
+        stats.bytes_sent += new
+        self.delta_commits += 1
+        return entry
 
     async def _download(self, a: Action, scan: Scan, stats: TransferStats) -> None:
         rn = a.remote
@@ -297,9 +403,16 @@ class Executor:
         target = self._path(a.path)
         target.parent.mkdir(parents=True, exist_ok=True)
         got, reused = stats.bytes_received, stats.bytes_reused
+        sn = self.state.synced.get(a.path)
+        # The local file still is the synced revision: its chunk list says where reusable bytes are.
+        base = (sn.node_id, sn.rev) if sn is not None and sn.kind == FILE and sn.rev is not None \
+            and a.local is not None and a.local.same_stat(sn) else None
         meta = await download_file(self.client, a.path, target, rev=rn.rev, stats=stats,
                                    replace_if=lambda _t: _still(self.root, a.path, a.local),
-                                   sources=self._same_content(a.path, rn.content_hash, scan))
+                                   sources=self._same_content(a.path, rn.content_hash, scan), base=base,
+                                   base_chunks=self.state.chunks_of(sn.content_hash) if base and sn else None)
+        if rn.content_hash:
+            self.state.put_chunks(rn.content_hash, meta["chunks"])
         st = os.stat(target)
         log.info("downloaded %s: %d bytes, %d received, %d reused", a.path, st.st_size,
                  stats.bytes_received - got, stats.bytes_reused - reused)

@@ -76,3 +76,7 @@ class Action:
 
     def __str__(self) -> str:
         return f"{self.op.name} {self.path}" + (f" -> {self.dest}" if self.dest else "")
+
+
+class Stale(Exception):
+    """The disk changed under the plan: leave the path for the next round."""

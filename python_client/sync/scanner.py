@@ -21,7 +21,7 @@ from python_client.sync.ignore import Ignore
 from python_client.sync.model import DIR, FILE, LocalNode, SyncedNode
 from python_client.transfer import chunk_file_pipelined
 from server.core import paths
-from server.core.chunking import ChunkRef, content_hash
+from server.core.chunking import ChunkRef, chunk_file, content_hash
 from server.core.errors import SatchelError
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,12 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
-def hash_file(path: Path) -> tuple[str, list[ChunkRef]]:
-    refs = chunk_file_pipelined(path)
+PIPELINE_FROM = 8 * 1024 * 1024  # smaller files are cut and hashed on the calling thread
+
+
+def hash_file(path: Path, size: int) -> tuple[str, list[ChunkRef]]:
+    # The two-thread pipeline pays a thread start per file: 0.6 ms, 6x the work for a 4 KiB file.
+    refs = chunk_file_pipelined(path) if size >= PIPELINE_FROM else list(chunk_file(path))
     return content_hash(r.digest for r in refs), refs
 
 
@@ -102,7 +106,7 @@ def _file(root: Path, path: str, st: os.stat_result, sn: SyncedNode | None, out:
         out.busy.add(path)
         return
     try:
-        digest, refs = hash_file(local_path(root, path))
+        digest, refs = hash_file(local_path(root, path), st.st_size)
         after = os.stat(local_path(root, path), follow_symlinks=False)
     except (OSError, SatchelError) as exc:
         out.problems[path] = f"cannot read the file: {exc}"

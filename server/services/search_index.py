@@ -78,6 +78,39 @@ async def on_entry(s: AsyncSession, e: JournalEntry) -> None:
                 await _upsert(s, node_id, e.ns_id, path)
 
 
+async def on_entries(s: AsyncSession, entries: list[JournalEntry]) -> None:
+    """``on_entry`` for many entries, creates and modifies in bulk (a few statements, not a few
+    per entry). Each node appears once (the batch commit that calls this refuses repeats)."""
+    created = [e for e in entries if e.op in ("create", "mkdir")]
+    modified = [e for e in entries if e.op == "modify"]
+    for e in entries:
+        if e.op not in ("create", "mkdir", "modify"):
+            await on_entry(s, e)
+    if modified:
+        if _sqlite(s):
+            await s.execute(text("UPDATE search_fts SET body = '' WHERE rowid = :id"),
+                            [{"id": e.node_id} for e in modified])
+        else:
+            await s.execute(text("UPDATE search_docs SET body = '' WHERE node_id = :id"),
+                            [{"id": e.node_id} for e in modified])
+    for i in range(0, len(created), 500):
+        part = created[i:i + 500]
+        if _sqlite(s):
+            ids = {"ids": [e.node_id for e in part]}
+            query = text("SELECT rowid, body FROM search_fts WHERE rowid IN :ids").bindparams(_expanding("ids"))
+            kept: dict[int, str] = dict((await s.execute(query, ids)).tuples().all())
+            await s.execute(text("DELETE FROM search_fts WHERE rowid IN :ids").bindparams(_expanding("ids")), ids)
+            await s.execute(text("INSERT INTO search_fts (rowid, ns, name, path, body) "
+                                 "VALUES (:id, :ns, :name, :path, :body)"),
+                            [{"id": e.node_id, "ns": e.ns_id, "name": paths.name(e.path),
+                              "path": paths.parent(e.path), "body": kept.get(e.node_id) or ""} for e in part])
+        else:
+            await s.execute(text("INSERT INTO search_docs (node_id, ns_id, name, path) VALUES (:id, :ns, :name, :path) "
+                                 "ON CONFLICT (node_id) DO UPDATE SET ns_id = :ns, name = :name, path = :path"),
+                            [{"id": e.node_id, "ns": e.ns_id, "name": words(paths.name(e.path)),
+                              "path": words(paths.parent(e.path))} for e in part])
+
+
 async def forget(s: AsyncSession, node_ids: Iterable[int]) -> None:
     ids = list(node_ids)
     for i in range(0, len(ids), 500):
@@ -105,10 +138,30 @@ async def _read_text(svc: Services, rev: Revision, owner_id: int) -> str | None:
         if b"\0" in piece:
             return None
         buf += piece
+    return text_of(bytes(buf))
+
+
+def text_of(data: bytes) -> str | None:
+    """*data* as text, or None when it is not UTF-8 text (a NUL, an invalid sequence)."""
+    if b"\0" in data:
+        return None
     try:
-        return buf.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+async def index_text(svc: Services, s: AsyncSession, node: Node, data: bytes) -> None:
+    """Index the text of a revision whose bytes the caller holds (*data*, the whole file), inside
+    the commit's own transaction: a batch of small commits pays no write per file afterwards."""
+    if not 0 < len(data) <= svc.config.search_text_max:
+        return
+    body = text_of(data)
+    if not body:
+        return
+    if _sqlite(s):
+        await _upsert(s, node.id, node.ns_id, node.path)
+    await _set_body(s, node.id, body)
 
 
 async def index_content(svc: Services, node_id: int, rev_id: int | None) -> None:

@@ -77,6 +77,9 @@ def _int(body: dict[str, Any], key: str, *, required: bool = True, minimum: int 
     return val
 
 
+int_field = _int  # the same checks for other services' request bodies
+
+
 def _check_mime(mime: object) -> str | None:
     # Printable ASCII: downloads send it back as the Content-Type header.
     if mime is not None and (not isinstance(mime, str) or len(mime) > 255
@@ -437,6 +440,14 @@ def _upsert_chunks(dialect: str) -> Any:
     return ins.on_conflict_do_nothing(index_elements=["owner_id", "hash"])
 
 
+async def record_chunks(s: AsyncSession, owner_id: int, chunks: list[tuple[bytes, int]], now: int) -> None:
+    """Record the owner's new chunks (rows that exist already are left alone)."""
+    rows = [{"owner_id": owner_id, "hash": d, "size": n, "created_ms": now, "touched_ms": now} for d, n in chunks]
+    stmt = _upsert_chunks(s.get_bind().dialect.name)
+    for i in range(0, len(rows), INSERT_BATCH):
+        await s.execute(stmt, rows[i:i + INSERT_BATCH])
+
+
 @dataclass(frozen=True)
 class NewRevision:
     """What a commit writes, whichever way its chunks arrived (upload session or inline delta)."""
@@ -458,12 +469,7 @@ async def write_revision(s: AsyncSession, who: Principal, new: NewRevision, new_
     write the revision (its chunk list through *write_chunk_list*), the file and the journal."""
     now = now_ms()
     await refguard.adding_references(s)
-    if new_chunks:
-        rows = [{"owner_id": new.owner_id, "hash": d, "size": n, "created_ms": now, "touched_ms": now}
-                for d, n in new_chunks]
-        stmt = _upsert_chunks(s.get_bind().dialect.name)
-        for i in range(0, len(rows), INSERT_BATCH):
-            await s.execute(stmt, rows[i:i + INSERT_BATCH])
+    await record_chunks(s, new.owner_id, new_chunks, now)
     node = await tree.get_node(s, new.ns_id, new.path)
     head = node.head_rev_id if node else None
     if node is not None and node.kind == "dir":
@@ -534,13 +540,24 @@ async def commit(svc: Services, who: Principal, upload_id: str) -> dict[str, Any
     return result
 
 
-async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    """A one-round-trip commit (WebSocket ``commit``): the new chunk list as ``ops`` against the
-    parent revision: ``[start, count]`` keeps parent chunks, ``bytes`` is a new chunk inline (the
-    server hashes it), ``[hash, size]`` names a chunk the owner already stores (a writer who is
-    not the owner may name only chunks of a revision of this namespace)."""
+@dataclass
+class Prepared:
+    """A checked WebSocket commit, ready to write: where, what, and the bytes that arrived inline."""
+
+    loc: Location
+    new: NewRevision
+    chunks: list[tuple[bytes, int]]  # the new revision's chunk list
+    inline: dict[bytes, bytes]  # new chunks sent inline, by digest
+    rest: list[bytes]  # chunks named by hash (stored already)
+
+
+async def prepare_ops(svc: Services, who: Principal, body: object) -> Prepared:
+    """Check one ``commit`` body (see ``commit_ops``) without writing anything: authorization,
+    fields, the parent's chunk list, chunks named by hash. Inline bytes are hashed here."""
     from server.ws.protocol import INLINE_LIMIT
 
+    if not isinstance(body, dict):
+        raise SatchelError(ErrorCode.bad_request, "a commit is a map")
     loc = tree.locate(who, body.get("path"), need=Perm.WRITE)
     if loc.path == paths.ROOT:
         raise SatchelError(ErrorCode.is_a_directory, "cannot write the root folder", path="/")
@@ -620,35 +637,57 @@ async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dic
     if wrong:
         raise SatchelError(ErrorCode.size_mismatch, f"{len(wrong)} chunks are named with a size they do not have",
                            chunks=wrong[:MISSING_REPORT_LIMIT])
-    for digest, data in inline.items():
-        await svc.blobs.put_stream(BlobKey(loc.owner_id, digest), len(data), _one(data))
-    if inline:
-        await svc.blobs.sync()
-
     new = NewRevision(loc.ns_id, loc.owner_id, loc.path, parent_rev, size,
                       chunking.content_hash(d for d, _ in chunks), len(chunks), mime,
                       mtime if mtime is not None else now_ms())
+    return Prepared(loc, new, chunks, inline, rest)
 
+
+async def store_inline(svc: Services, items: list[Prepared]) -> None:
+    """Store the inline chunks of *items* and make them durable (one ``sync`` for all)."""
+    stored = False
+    for p in items:
+        for digest, data in p.inline.items():
+            await svc.blobs.put_stream(BlobKey(p.loc.owner_id, digest), len(data), _one(data))
+            stored = True
+    if stored:
+        await svc.blobs.sync()
+
+
+async def write_prepared(s: AsyncSession, who: Principal, p: Prepared) -> Node:
+    """The write of one prepared commit, inside the caller's transaction (the guard taken first)."""
     async def write_list(s: AsyncSession, rev_id: int) -> None:
         rows, offset = [], 0
-        for idx, (digest, n) in enumerate(chunks):
+        for idx, (digest, n) in enumerate(p.chunks):
             rows.append({"rev_id": rev_id, "idx": idx, "offset": offset, "size": n, "hash": digest})
             offset += n
         for i in range(0, len(rows), INSERT_BATCH):
             await s.execute(insert(RevisionChunk), rows[i:i + INSERT_BATCH])
 
+    loc = p.loc
+    current = await tree.get_node(s, loc.ns_id, loc.path)
+    await quota.charge(s, loc.owner_id, p.new.size - (current.size if current else 0))
+    if p.rest:  # checked again under the guard: collection may have dropped a row since the read
+        still = (await s.execute(select(func.count()).select_from(Chunk).where(
+            Chunk.owner_id == loc.owner_id, Chunk.hash.in_(p.rest)))).scalar_one()
+        if still != len(p.rest):
+            raise SatchelError(ErrorCode.missing_chunks, "a named chunk was collected; send it inline",
+                               missing_count=len(p.rest) - int(still))
+    node, _op = await write_revision(s, who, p.new, [(d, len(b)) for d, b in p.inline.items()], write_list)
+    return node
+
+
+async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    """A one-round-trip commit (WebSocket ``commit``): the new chunk list as ``ops`` against the
+    parent revision: ``[start, count]`` keeps parent chunks, ``bytes`` is a new chunk inline (the
+    server hashes it), ``[hash, size]`` names a chunk the owner already stores (a writer who is
+    not the owner may name only chunks of a revision of this namespace)."""
+    p = await prepare_ops(svc, who, body)
+    await store_inline(svc, [p])
     async with svc.db.write() as s:
         # The guard before the owner's row, in every transaction that takes both (no lock cycle).
         await refguard.adding_references(s)
-        current = await tree.get_node(s, loc.ns_id, loc.path)
-        await quota.charge(s, loc.owner_id, size - (current.size if current else 0))
-        if rest:  # checked again under the guard: collection may have dropped a row since the read above
-            still = (await s.execute(select(func.count()).select_from(Chunk).where(
-                Chunk.owner_id == loc.owner_id, Chunk.hash.in_(rest)))).scalar_one()
-            if still != len(rest):
-                raise SatchelError(ErrorCode.missing_chunks, "a named chunk was collected; send it inline",
-                                   missing_count=len(rest) - int(still))
-        node, _op = await write_revision(s, who, new, [(d, len(b)) for d, b in inline.items()], write_list)
+        node = await write_prepared(s, who, p)
         result = tree.shown(who, node)
     await search_index.index_content(svc, node.id, node.head_rev_id)
     return result

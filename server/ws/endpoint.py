@@ -27,7 +27,7 @@ from server.coedit.room import Room
 from server.core import paths
 from server.core.errors import ErrorCode, SatchelError
 from server.presence.base import Member, Presence, Watcher
-from server.services import access, accounts, changes, tree, uploads
+from server.services import access, accounts, batch, changes, tree, uploads
 from server.services.access import Perm
 from server.services.context import Principal, Services
 from server.storage.db import now_ms
@@ -376,6 +376,8 @@ class Connection:
                 MsgType.subscribe: self._subscribe,
                 MsgType.unsubscribe: self._unsubscribe,
                 MsgType.commit: self._commit,
+                MsgType.commit_batch: self._commit_batch,
+                MsgType.fetch: self._fetch,
                 MsgType.presence_set: self._presence_set,
                 MsgType.doc_join: self._doc_join,
                 MsgType.doc_leave: self._doc_leave,
@@ -458,6 +460,16 @@ class Connection:
         assert self.who is not None
         entry = await uploads.commit_ops(self.svc, self.who, frame.body)
         self.send(Frame(MsgType.committed, frame.id, {"entry": entry}))
+
+    async def _commit_batch(self, frame: Frame) -> None:
+        assert self.who is not None
+        results = await batch.commit_batch(self.svc, self.who, frame.body)
+        self.send(Frame(MsgType.committed_batch, frame.id, {"results": results}))
+
+    async def _fetch(self, frame: Frame) -> None:
+        assert self.who is not None
+        results = await batch.fetch(self.svc, self.who, frame.body)
+        self.send(Frame(MsgType.fetched, frame.id, {"results": results}))
 
     async def _presence_set(self, frame: Frame) -> None:
         assert self.who is not None

@@ -32,6 +32,9 @@ from server.ws.protocol import INLINE_LIMIT, Frame, MsgType, encode
 
 log = logging.getLogger(__name__)
 MAX_DOORBELL = 512 * 1024  # bigger entries travel without their body; receivers read the journal
+# A transaction with more new revisions than this (a commit_batch) rings without deltas: computing
+# and reading them per file would cost the server more than the batch's commit itself.
+DELTA_MAX_REVISIONS = 32
 PUBLISH_ORDER_WAIT = 5.0
 RECONCILE_INTERVAL = 2.5  # a lost doorbell is found within 1-2 intervals
 
@@ -115,7 +118,7 @@ class Hub:
             for e in entries:
                 rev = revs.get(e.rev_id) if e.rev_id is not None else None
                 wire = entry_wire(e, rev)
-                if rev is not None:
+                if rev is not None and len(rev_ids) <= DELTA_MAX_REVISIONS:
                     delta = await revision_delta(s, e.parent_rev_id, rev.id)
                     if delta is not None:
                         await self._inline_small_chunks(owners[e.ns_id], delta)

@@ -52,6 +52,10 @@ class MsgType(IntEnum):
     revoked = 16  # S->C {ns, cursor, reason}: access to the namespace ended; the subscription is gone
     commit = 20  # C->S {path, parent_rev, size, ops, mtime?, mime?}
     committed = 21  # S->C {entry}
+    commit_batch = 22  # C->S {items: [commit body, ...]}
+    committed_batch = 23  # S->C {results: [{entry} | {error}, ...]}
+    fetch = 24  # C->S {items: [{path, rev?}, ...]}
+    fetched = 25  # S->C {results: [{path, id, rev, size, content_hash, mtime, data} | {error}, ...]}
     presence_set = 30  # C->S {ns, path, state}  (state None = leave)
     presence = 31  # S->C {ns, path, members}  (snapshot, the reply to presence_set)
     presence_event = 32  # S->C {ns, path, event: join|leave|update, member}
@@ -66,8 +70,8 @@ class MsgType(IntEnum):
 
 
 REQUESTS = {MsgType.hello, MsgType.ping, MsgType.subscribe, MsgType.unsubscribe, MsgType.commit,
-            MsgType.presence_set, MsgType.pong, MsgType.doc_join, MsgType.doc_update, MsgType.doc_awareness,
-            MsgType.doc_leave}
+            MsgType.commit_batch, MsgType.fetch, MsgType.presence_set, MsgType.pong, MsgType.doc_join,
+            MsgType.doc_update, MsgType.doc_awareness, MsgType.doc_leave}
 #: Requests handled in the reader itself, in arrival order, without a reply on success.
 INLINE = {MsgType.doc_update, MsgType.doc_awareness}
 MAX_DOCS = 32  # documents one connection may have open

@@ -12,7 +12,7 @@ export const MAX_FRAME = 1024 * 1024;
 export const MsgType = Object.freeze({
   hello: 1, welcome: 2, ping: 3, pong: 4, error: 5,
   subscribe: 10, subscribed: 11, unsubscribe: 12, unsubscribed: 13, change: 14, resync: 15, revoked: 16,
-  commit: 20, committed: 21,
+  commit: 20, committed: 21, commit_batch: 22, committed_batch: 23, fetch: 24, fetched: 25,
   presence_set: 30, presence: 31, presence_event: 32,
 });
 
