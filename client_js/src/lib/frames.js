@@ -14,6 +14,8 @@ export const MsgType = Object.freeze({
   subscribe: 10, subscribed: 11, unsubscribe: 12, unsubscribed: 13, change: 14, resync: 15, revoked: 16,
   commit: 20, committed: 21,
   presence_set: 30, presence: 31, presence_event: 32,
+  doc_join: 40, doc_joined: 41, doc_update: 42, doc_awareness: 43, doc_leave: 44, doc_left: 45, doc_saved: 46,
+  doc_closed: 47,
 });
 
 /** @type {Map<number, string>} */

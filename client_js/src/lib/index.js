@@ -5,6 +5,7 @@ export { avgChunkSize, Chunker, MAX_CHUNK_SIZE } from "./chunker.js";
 export { downloadBlob } from "./download.js";
 export { CloseCode, decodeFrame, encodeFrame, FrameError, MsgType, ProtocolError, SUBPROTOCOL, VERSION } from "./frames.js";
 export { createHasher } from "./hash.js";
+export { DocSession } from "./coedit.js";
 export { LiveClient, LiveError } from "./live.js";
 export { scanBlob } from "./scan.js";
 export { uploadBlob } from "./upload.js";
