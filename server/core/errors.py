@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     password_required = "password_required"  # noqa: S105 -- a link share's password is missing or wrong
     nested_share = "nested_share"  # a shared folder inside another, or around a mount
     cross_namespace = "cross_namespace"  # a move into or out of a shared folder
+    not_text = "not_text"  # co-editing a file that is not UTF-8 text
     unavailable = "unavailable"  # a backend (database, blob store) failed; retry later
     internal = "internal"
 
@@ -79,6 +80,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.password_required: 401,
     ErrorCode.nested_share: 409,
     ErrorCode.cross_namespace: 409,
+    ErrorCode.not_text: 415,
     ErrorCode.unavailable: 503,
     ErrorCode.internal: 500,
 }

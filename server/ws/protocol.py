@@ -55,10 +55,21 @@ class MsgType(IntEnum):
     presence_set = 30  # C->S {ns, path, state}  (state None = leave)
     presence = 31  # S->C {ns, path, members}  (snapshot, the reply to presence_set)
     presence_event = 32  # S->C {ns, path, event: join|leave|update, member}
+    doc_join = 40  # C->S {path, ns?, sv?}
+    doc_joined = 41  # S->C {doc, ns, path, file_id, role, update, sv, rev}
+    doc_update = 42  # both {doc, update}  (Yjs v1 update; no reply)
+    doc_awareness = 43  # both {doc, update}  (y-protocols awareness update; no reply)
+    doc_leave = 44  # C->S {doc}
+    doc_left = 45  # S->C {doc}
+    doc_saved = 46  # S->C {doc, rev}
+    doc_closed = 47  # S->C {doc, reason}
 
 
 REQUESTS = {MsgType.hello, MsgType.ping, MsgType.subscribe, MsgType.unsubscribe, MsgType.commit,
             MsgType.presence_set, MsgType.pong}
+#: Requests handled in the reader itself, in arrival order, without a reply on success.
+INLINE = {MsgType.doc_update, MsgType.doc_awareness}
+MAX_DOCS = 32  # documents one connection may have open
 
 
 class CloseCode(IntEnum):
