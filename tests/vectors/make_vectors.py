@@ -92,7 +92,8 @@ FRAMES: list[tuple[str, Frame]] = [
         "doc": 1, "ns": 31, "path": "/notes.md", "file_id": 90, "role": "editor",
         "update": bytes.fromhex("01010100040104746578740768c3a9f09f918d00"), "sv": b"\x01\x01\x04", "rev": 311})),
     ("doc_update", Frame(MsgType.doc_update, 12, {"doc": 1, "update": bytes.fromhex("0101010404010474657874016100")})),
-    ("doc_update-push", Frame(MsgType.doc_update, 0, {"doc": 1, "update": bytes.fromhex("0101020004010474657874016200")})),
+    ("doc_update-push", Frame(MsgType.doc_update, 0, {
+        "doc": 1, "update": bytes.fromhex("0101020004010474657874016200")})),
     ("doc_awareness", Frame(MsgType.doc_awareness, 13, {"doc": 1, "update": bytes([1, 1, 1, len(AWARE)]) + AWARE})),
     ("doc_leave", Frame(MsgType.doc_leave, 14, {"doc": 1})),
     ("doc_left", Frame(MsgType.doc_left, 14, {"doc": 1})),
