@@ -94,11 +94,12 @@ export function editorView(ctx, rest) {
   session.awareness.on("change", renderPeople);
 
   const start = (/** @type {import("../lib/coedit.js").Joined} */ joined) => {
-    unsentOffline = false;
     const readOnly = joined.role !== "editor";
     session.awareness.setLocalStateField("role", joined.role);
     roleBadge.hidden = !readOnly;
-    saved.textContent = "Saved";
+    // Edits typed offline were just sent with the join: saved once the server says so.
+    saved.textContent = unsentOffline && !readOnly ? "Edited" : "Saved";
+    unsentOffline = false;
     if (view) return;  // a rejoin: the editor stays, the Y.Text carries on
     const undo = new Y.UndoManager(session.text);
     view = new EditorView({
