@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,8 @@ from server.ws.protocol import (
 
 log = logging.getLogger(__name__)
 REPLIES = {MsgType.welcome, MsgType.pong, MsgType.subscribed, MsgType.unsubscribed, MsgType.committed,
-           MsgType.presence, MsgType.error}
+           MsgType.presence, MsgType.error, MsgType.doc_joined, MsgType.doc_left}
+DOC_PUSHES = {MsgType.doc_update, MsgType.doc_awareness, MsgType.doc_saved, MsgType.doc_closed}
 
 
 class SessionClosed(Exception):
@@ -72,6 +73,10 @@ class LiveSession:
         self._waiting: dict[int, asyncio.Future[Frame]] = {}
         self.pushes: asyncio.Queue[Frame | SessionClosed] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
+        # Co-editing (python_client/coedit.py): pushes per doc handle, and errors of the
+        # fire-and-forget doc_update / doc_awareness requests, go to their document session.
+        self.doc_routes: dict[int, Callable[[Frame], None]] = {}
+        self.doc_requests: dict[int, int] = {}  # request id -> doc handle
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -106,6 +111,8 @@ class LiveSession:
                 if frame.type is MsgType.ping:
                     await self.conn.send(encode(Frame(MsgType.pong, frame.id)))
                     continue
+                if self._route_doc(frame):
+                    continue
                 waiter = self._waiting.pop(frame.id, None) if frame.id and frame.type in REPLIES else None
                 if waiter is not None:
                     if not waiter.done():
@@ -122,6 +129,27 @@ class LiveSession:
                 waiter.set_exception(closed)
         self._waiting.clear()
         self.pushes.put_nowait(closed)
+
+    def _route_doc(self, frame: Frame) -> bool:
+        if frame.type in DOC_PUSHES:
+            route = self.doc_routes.get(frame.body.get("doc"))  # type: ignore[arg-type]
+        elif frame.type is MsgType.error and frame.id in self.doc_requests:
+            route = self.doc_routes.get(self.doc_requests.pop(frame.id))
+        else:
+            return False
+        if route is not None:
+            route(frame)
+        return True
+
+    async def send_doc(self, mtype: MsgType, handle: int, update: bytes) -> None:
+        """A doc_update / doc_awareness: no reply; a refusal goes to the document's route."""
+        rid = self._next_id
+        self._next_id += 1
+        self.doc_requests[rid] = handle
+        if len(self.doc_requests) > 10_000:  # successes leave no trace: forget the oldest ids
+            for old in list(self.doc_requests)[:5_000]:
+                del self.doc_requests[old]
+        await self.conn.send(encode(Frame(mtype, rid, {"doc": handle, "update": update})))
 
     async def request(self, mtype: MsgType, body: dict[str, Any], timeout: float = 30) -> Frame:
         """Send a request and wait for its reply; an ``error`` reply raises ``SatchelError``."""

@@ -3,6 +3,7 @@
     create_app(config) -> Starlette
         lifespan: Database (migrated) + blob store + URL signer -> app.state.services
                   bus (memory | redis) + presence + hub (fan-out; rung after every commit)
+                  co-editing rooms (server/coedit/), saved on shutdown
                   background sweeper task, cancelled on shutdown
 """
 
@@ -29,6 +30,7 @@ from server.api import shares as shares_api
 from server.api.http import on_http_error, on_satchel_error, on_unexpected
 from server.auth.signing import UrlSigner
 from server.bus import open_bus
+from server.coedit.manager import Coedit
 from server.config import Config
 from server.core.errors import SatchelError
 from server.presence import open_presence
@@ -104,6 +106,9 @@ def create_app(config: Config) -> Starlette:
             svc.db.after_commit = hub.committed
             app.state.services, app.state.hub, app.state.presence = svc, hub, presence
             app.state.node = svc.config.node_id
+            coedit = Coedit(svc, hub, bus, svc.config.node_id)
+            await coedit.start()
+            app.state.coedit = coedit
             sweep = asyncio.create_task(sweeper.run(svc), name="sweeper")
             _tune_gc()
             log.info("satchel %s ready: database=%s blobs=%s", satchel_version(),
@@ -115,6 +120,7 @@ def create_app(config: Config) -> Starlette:
                 sweep.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweep
+                await coedit.close()  # saves open documents: before the database goes
                 await hub.close()
                 await presence.close()
                 await bus.close()

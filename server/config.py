@@ -61,6 +61,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_file_size", "SATCHEL_MAX_FILE_SIZE", "64GiB", "Largest file accepted.", "size"),
     Setting("max_chunks", "SATCHEL_MAX_CHUNKS", "200000", "Most chunks one file may have.", "int"),
     Setting("default_quota", "SATCHEL_DEFAULT_QUOTA", "0", "Storage quota of a new user (0 = unlimited).", "size"),
+    Setting("coedit_max_bytes", "SATCHEL_COEDIT_MAX_BYTES", "5MiB", "Largest text file that can be co-edited "
+            "live (larger ones are refused with too_large).", "size"),
+    Setting("coedit_save_delay", "SATCHEL_COEDIT_SAVE_DELAY", "2s", "A co-edited document is saved as a new "
+            "revision after this long without edits (and when its last editor leaves).", "duration"),
     Setting("log_level", "SATCHEL_LOG_LEVEL", "info", "debug, info, warning or error."),
     Setting("web_dir", "SATCHEL_WEB_DIR", "", "Folder of the built web app (index.html, assets/); "
             "empty = client_js/dist of this checkout."),
@@ -106,6 +110,8 @@ class Config:
     max_file_size: int = 64 * 1024**3
     max_chunks: int = 200_000
     default_quota: int = 0
+    coedit_max_bytes: int = 5 * 1024 * 1024
+    coedit_save_delay: float = 2.0
     log_level: str = "info"
     web_dir: str = ""
 

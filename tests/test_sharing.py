@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from python_client.live import LiveSession
 from server.app import create_app
+from server.coedit import awareness
 from server.config import Config
 from server.core.errors import STATUS, ErrorCode, SatchelError
 from server.ws.protocol import REQUESTS, MsgType
@@ -319,7 +320,15 @@ WS_CELLS: dict[MsgType, tuple[Callable[[World, str], dict[str, Any]], Cell]] = {
     MsgType.commit: (lambda w, a: {"path": f"{w.write_base(a)}/ws-{a}.txt", "parent_rev": None, "size": 2,
                                    "ops": [b"ws"]}, OWN_TREE_WRITE),
     MsgType.presence_set: (lambda w, a: {"ns": w.ns, "path": "/", "state": "viewing"}, MEMBERS_READ),
+    # Co-editing: the frames after doc_join are sent after joining plan.txt (see _ws_outcome); the
+    # update is an empty Yjs update, so an editor's accepted one changes nothing either.
+    MsgType.doc_join: (lambda w, a: {"ns": w.ns, "path": "/plan.txt"}, MEMBERS_READ),
+    MsgType.doc_update: (lambda w, a: {"doc": 1, "update": b"\x00\x00"}, MEMBERS_WRITE),
+    MsgType.doc_awareness: (lambda w, a: {"doc": 1, "update": awareness.encode([(77, 1, '{"user": "x"}')])},
+                            MEMBERS_READ),
+    MsgType.doc_leave: (lambda w, a: {"doc": 1}, MEMBERS_READ),
 }
+DOC_FRAMES = {MsgType.doc_update, MsgType.doc_awareness, MsgType.doc_leave}
 
 
 def route_table() -> set[tuple[str, str]]:
@@ -393,8 +402,16 @@ async def _ws_outcome(w: World, actor: str, mtype: MsgType, body: dict[str, Any]
             frame = await ws.recv(conn)
             return str(frame.body["code"]) if frame.type is MsgType.error else OK
         await ws.hello(conn, w.token(actor) or "")
+        if mtype in DOC_FRAMES:  # these need a joined document: a refused join is the outcome
+            await ws.send(conn, MsgType.doc_join, 6, {"ns": w.ns, "path": "/plan.txt"})
+            while (frame := await ws.recv(conn)).id != 6:
+                pass
+            if frame.type is MsgType.error:
+                return str(frame.body["code"])
+            body = body | {"doc": frame.body["doc"]}
         await ws.send(conn, mtype, 7, body)
-        if mtype is MsgType.pong:  # no reply: a ping after it shows the connection is still fine
+        if mtype in (MsgType.pong, MsgType.doc_update, MsgType.doc_awareness):
+            # no reply: a ping after it shows the connection is still fine
             await ws.send(conn, MsgType.ping, 8)
         while True:
             frame = await ws.recv(conn)

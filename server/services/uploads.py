@@ -44,7 +44,7 @@ from server.services.context import Principal, Services
 from server.services.serialize import iso
 from server.storage.blobs.base import BlobKey
 from server.storage.db import now_ms
-from server.storage.models import Chunk, Node, Revision, RevisionChunk, Upload, UploadChunk
+from server.storage.models import Chunk, Namespace, Node, Revision, RevisionChunk, Upload, UploadChunk
 
 log = logging.getLogger(__name__)
 INSERT_BATCH = 5000
@@ -689,5 +689,48 @@ async def store_stream(svc: Services, who: Principal, loc: Location, size: int, 
         await refguard.adding_references(s)  # before the owner's row: the lock order of every commit
         await quota.charge(s, loc.owner_id, size)
         node, _op = await write_revision(s, who, new, list(dict.fromkeys(chunks)), write_list)
+    await search_index.index_content(svc, node.id, node.head_rev_id)
+    return node
+
+
+async def commit_bytes(svc: Services, who: Principal, file_id: int, data: bytes, parent_rev: int,
+                       also: Callable[[AsyncSession, Node], Awaitable[None]] | None = None) -> Node | None:
+    """Commit *data* (small: a co-edited document's text) as the next revision of the existing
+    file *file_id*, whose head must still be *parent_rev* (else ``conflict``). The caller must be
+    allowed to write there (checked here again, in the transaction's namespace). *also* runs inside
+    the commit's transaction (the co-editing state that must change atomically with the revision).
+    Returns None when the file is gone (deleted or a folder now)."""
+    refs = chunking.chunk_bytes(data)
+    async with svc.db.read() as s:
+        node = await s.get(Node, file_id)
+        if node is None or node.deleted_ms is not None or node.kind != "file":
+            return None
+        ns_id = node.ns_id
+        owner_id = (await s.execute(select(Namespace.owner_id).where(Namespace.id == ns_id))).scalar_one()
+    access.check_ns(who, ns_id, Perm.WRITE)
+    for ref in refs:
+        await svc.blobs.put_stream(BlobKey(owner_id, ref.digest), ref.size,
+                                   _one(data[ref.offset:ref.offset + ref.size]))
+    await svc.blobs.sync()
+    chunks = [(r.digest, r.size) for r in refs]
+
+    async def write_list(s: AsyncSession, rev_id: int) -> None:
+        if not refs:  # an empty file has no chunks
+            return
+        await s.execute(insert(RevisionChunk), [{"rev_id": rev_id, "idx": i, "offset": r.offset, "size": r.size,
+                                                 "hash": r.digest} for i, r in enumerate(refs)])
+
+    async with svc.db.write() as s:
+        await refguard.adding_references(s)
+        node = await s.get(Node, file_id)
+        if node is None or node.deleted_ms is not None or node.kind != "file":
+            return None
+        # The path as it is now, in this transaction: the file may have been moved meanwhile.
+        new = NewRevision(ns_id, owner_id, node.path, parent_rev, len(data),
+                          chunking.content_hash(d for d, _ in chunks), len(chunks), node.mime, now_ms())
+        await quota.charge(s, owner_id, len(data) - node.size)
+        node, _op = await write_revision(s, who, new, list(dict.fromkeys(chunks)), write_list)
+        if also is not None:
+            await also(s, node)
     await search_index.index_content(svc, node.id, node.head_rev_id)
     return node

@@ -225,3 +225,18 @@ class Link(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
     expires_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     revoked_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class CoeditDoc(Base):
+    """A co-edited document's CRDT state (Yjs v1, compacted), kept across restarts and shared by
+    the nodes. ``base_rev`` is the file revision the document last saved as or merged from, and
+    ``base_state`` the CRDT state whose text is exactly that revision's: an external revision is
+    merged as a diff against it (server/coedit/merge.py)."""
+
+    __tablename__ = "coedit_docs"
+    file_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    ns_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"), index=True)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    base_rev: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    base_state: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)

@@ -21,16 +21,22 @@ from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from server.coedit.manager import Coedit
+from server.coedit.room import Member as DocMember
+from server.coedit.room import Room
 from server.core import paths
 from server.core.errors import ErrorCode, SatchelError
 from server.presence.base import Member, Presence, Watcher
-from server.services import access, accounts, changes, uploads
+from server.services import access, accounts, changes, tree, uploads
+from server.services.access import Perm
 from server.services.context import Principal, Services
 from server.storage.db import now_ms
 from server.ws.hub import Hub
 from server.ws.protocol import (
     HELLO_TIMEOUT_MS,
+    INLINE,
     INLINE_LIMIT,
+    MAX_DOCS,
     MAX_FRAME,
     MAX_IN_FLIGHT,
     MAX_SUBSCRIPTIONS,
@@ -125,8 +131,10 @@ class Feed:
 
 
 class Connection:
-    def __init__(self, svc: Services, hub: Hub, presence: Presence, transport: Transport, node: str) -> None:
+    def __init__(self, svc: Services, hub: Hub, presence: Presence, transport: Transport, node: str,
+                 coedit: Coedit) -> None:
         self.svc, self.hub, self.presence, self.t = svc, hub, presence, transport
+        self.coedit = coedit
         self.session = SessionState()
         self.id = secrets.token_urlsafe(9)
         self.member_key = f"{node}:{self.id}"
@@ -142,6 +150,9 @@ class Connection:
         self.last_recv = time.monotonic()
         self.heartbeat = svc.config.ws_heartbeat
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.docs: dict[int, tuple[Room, DocMember]] = {}  # doc handle -> its room and this session there
+        self.doc_handles: dict[int, int] = {}  # file id -> doc handle
+        self.next_doc = 1
 
     # ------------------------------------------------------------ outbound
 
@@ -255,6 +266,10 @@ class Connection:
             with contextlib.suppress(SatchelError):
                 await self.presence.leave(ns, path, self.member_key)
         self.places.clear()
+        for room, member in list(self.docs.values()):
+            room.leave(member)
+        self.docs.clear()
+        self.doc_handles.clear()
         writer_and_others = list(self.tasks)
         for t in writer_and_others:
             t.cancel()
@@ -323,6 +338,8 @@ class Connection:
                 continue
             if frame.type is MsgType.ping:
                 self.send(Frame(MsgType.pong, frame.id))
+            elif frame.type in INLINE:
+                self._doc_inline(frame)
             elif frame.type is not MsgType.pong:
                 self.session.started()
                 self._spawn(self._handle(frame))
@@ -357,6 +374,8 @@ class Connection:
                 MsgType.unsubscribe: self._unsubscribe,
                 MsgType.commit: self._commit,
                 MsgType.presence_set: self._presence_set,
+                MsgType.doc_join: self._doc_join,
+                MsgType.doc_leave: self._doc_leave,
             }[frame.type]
             await handler(frame)
         except ProtocolError as exc:
@@ -476,6 +495,89 @@ class Connection:
         return on_event
 
 
+    # ------------------------------------------------------------ co-editing (server/coedit/)
+
+    async def _doc_join(self, frame: Frame) -> None:
+        assert self.who is not None
+        ns = field_int(frame, "ns", required=False, maximum=2**31 - 1)
+        sv = frame.body.get("sv", b"")
+        if not isinstance(sv, bytes):
+            raise SatchelError(ErrorCode.bad_request, "'sv' must be bin (a Yjs state vector)", field="sv")
+        if ns is None:
+            loc = tree.locate(self.who, frame.body.get("path"), need=Perm.READ)
+            ns, inner = loc.ns_id, loc.path
+        else:
+            access.check_ns(self.who, ns, Perm.READ)
+            inner = paths.normalize(frame.body.get("path"))
+        async with self.svc.db.read() as s:
+            node = await tree.get_node(s, ns, inner)
+        if node is None:
+            raise SatchelError(ErrorCode.not_found, "no such file", path=inner)
+        if node.kind != "file":
+            raise SatchelError(ErrorCode.is_a_directory, f"{inner} is a folder", path=inner)
+        handle = self.doc_handles.get(node.id)
+        if handle is None and len(self.docs) >= MAX_DOCS:
+            raise SatchelError(ErrorCode.too_many_requests, f"at most {MAX_DOCS} documents per connection")
+        grant = access.check_ns(self.who, ns, Perm.READ)
+        role = "editor" if Perm.WRITE in access.perms(grant) else "viewer"
+        room = await self.coedit.room(node.id, ns, inner)
+        if handle is not None:  # joining again: a fresh sync on the same handle
+            old_room, old = self.docs.pop(handle)
+            old_room.leave(old)
+        else:
+            handle = self.next_doc
+            self.next_doc += 1
+        member = DocMember(self, handle, self.who, role)
+        synced = room.join(member, sv)
+        self.docs[handle] = (room, member)
+        self.doc_handles[node.id] = handle
+        self.send(Frame(MsgType.doc_joined, frame.id, {"doc": handle, "ns": ns, "path": room.path,
+                                                       "file_id": node.id, "role": role, **synced}))
+        snapshot = room.awareness_snapshot()
+        if snapshot is not None:
+            self.send(Frame(MsgType.doc_awareness, 0, {"doc": handle, "update": snapshot}))
+
+    async def _doc_leave(self, frame: Frame) -> None:
+        handle = field_int(frame, "doc", maximum=2**31 - 1)
+        assert handle is not None
+        entry = self.docs.pop(handle, None)
+        if entry is None:
+            raise SatchelError(ErrorCode.not_found, "no such document handle")
+        room, member = entry
+        self.doc_handles.pop(room.file_id, None)
+        room.leave(member)
+        self.send(Frame(MsgType.doc_left, frame.id, {"doc": handle}))
+
+    def doc_gone(self, handle: int) -> None:
+        """The room ended this session (doc_closed was sent)."""
+        entry = self.docs.pop(handle, None)
+        if entry is not None:
+            self.doc_handles.pop(entry[0].file_id, None)
+
+    def _doc_inline(self, frame: Frame) -> None:
+        """doc_update / doc_awareness: handled in arrival order, no reply unless refused."""
+        try:
+            handle = field_int(frame, "doc", maximum=2**31 - 1)
+            update = frame.body.get("update")
+            if not isinstance(update, bytes):
+                raise SatchelError(ErrorCode.bad_request, "'update' must be bin", field="update")
+            entry = self.docs.get(handle) if handle is not None else None
+            if entry is None:
+                raise SatchelError(ErrorCode.not_found, "no such document handle")
+            room, member = entry
+            if frame.type is MsgType.doc_update:
+                room.client_update(member, update)
+            else:
+                room.client_awareness(member, update)
+        except ProtocolError as exc:
+            self.send(error_frame(frame.id, exc.code, exc.message))
+        except SatchelError as exc:
+            self.send(error_frame(frame.id, exc.code, exc.message, **_plain(exc.details)))
+        except Exception:
+            log.exception("session %s: %s failed", self.id, frame.type.name)
+            self.send(error_frame(frame.id, ErrorCode.internal, "internal error"))
+
+
 def _plain(details: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in details.items() if isinstance(v, str | int | float | bool | list | None)}
 
@@ -484,5 +586,6 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     svc: Services = ws.app.state.services
     offered = ws.scope.get("subprotocols") or []
     await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
-    conn = Connection(svc, ws.app.state.hub, ws.app.state.presence, StarletteTransport(ws), ws.app.state.node)
+    conn = Connection(svc, ws.app.state.hub, ws.app.state.presence, StarletteTransport(ws), ws.app.state.node,
+                      ws.app.state.coedit)
     await conn.run()

@@ -66,7 +66,8 @@ class MsgType(IntEnum):
 
 
 REQUESTS = {MsgType.hello, MsgType.ping, MsgType.subscribe, MsgType.unsubscribe, MsgType.commit,
-            MsgType.presence_set, MsgType.pong}
+            MsgType.presence_set, MsgType.pong, MsgType.doc_join, MsgType.doc_update, MsgType.doc_awareness,
+            MsgType.doc_leave}
 #: Requests handled in the reader itself, in arrival order, without a reply on success.
 INLINE = {MsgType.doc_update, MsgType.doc_awareness}
 MAX_DOCS = 32  # documents one connection may have open

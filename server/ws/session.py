@@ -15,6 +15,7 @@ from enum import Enum
 
 from server.core.errors import ErrorCode
 from server.ws.protocol import (
+    INLINE,
     MAX_IN_FLIGHT,
     MAX_SUBSCRIPTIONS,
     REQUESTS,
@@ -71,8 +72,8 @@ class SessionState:
             raise ProtocolError(f"{frame.type.name} is not a message a client sends", request_id=frame.id)
         if frame.type is MsgType.hello:
             raise ProtocolError("hello was already received", request_id=frame.id)
-        if frame.type in (MsgType.ping, MsgType.pong):
-            return frame
+        if frame.type in (MsgType.ping, MsgType.pong) or frame.type in INLINE:
+            return frame  # handled by the reader itself, in order: never in flight
         if self.in_flight >= MAX_IN_FLIGHT:
             raise ProtocolError(f"at most {MAX_IN_FLIGHT} requests may be in flight",
                                 ErrorCode.too_many_requests, request_id=frame.id)
