@@ -40,7 +40,7 @@ MARK = "z"  # the typed character: user names are "b" + hex, so a name label nev
 WRITER_JS = """() => { window.__down = [];
   document.addEventListener('keydown', () => window.__down.push(performance.timeOrigin + performance.now()), true); }"""
 READER_JS = """(mark) => { window.__seen = [];
-  const content = document.querySelector('.cm-content');
+  const content = document.querySelector('#editor').shadowRoot.querySelector('.cm-content');
   const count = () => [...content.querySelectorAll('.cm-line')].reduce((n, line) => {
     const copy = line.cloneNode(true);
     copy.querySelectorAll('.cm-ySelectionCaret').forEach((x) => x.remove());

@@ -27,7 +27,6 @@ const REFUSED = /** @type {Record<string, string>} */ ({
 
 const CLOSED = /** @type {Record<string, string>} */ ({
   deleted: "The file was deleted. Editing has stopped.",
-  moved: "The file was moved or renamed. Open it again from its new place; nothing was lost.",
   access_removed: "Your access to this file ended.",
   not_text: "The file was replaced by one that is not text. Editing has stopped.",
   too_large: "The file became too large to edit live. Editing has stopped.",
@@ -46,6 +45,10 @@ export function editorView(ctx, rest) {
   const people = h("ul.doc-people", { "aria-label": "People in this file", id: "doc-people" });
   const message = h("p.doc-message", { role: "alert", id: "doc-message", hidden: true });
   const host = h("div.editor-host", { id: "editor" });
+  // CodeMirror and y-codemirror style themselves through style-mod, which inserts <style> elements
+  // into a document (refused by the app's Content-Security-Policy: style-src 'self') but uses
+  // constructed, adopted style sheets in a shadow root: so the editor lives in one.
+  const root = host.attachShadow({ mode: "open" });
   const el = /** @type {HTMLElement & {dispose?: () => void}} */ (h("main.editor-page", { id: "main" },
     h("div.editor-head", {},
       h("a.back", { href: folderHash(dirname(path)), text: "← Back to folder" }),
@@ -100,11 +103,11 @@ export function editorView(ctx, rest) {
     if (view) return;  // a rejoin: the editor stays, the Y.Text carries on
     const undo = new Y.UndoManager(session.text);
     view = new EditorView({
-      parent: host,
+      parent: root, root,
       state: EditorState.create({
         doc: session.text.toString(),
         extensions: [
-          lineNumbers(), drawSelection(), highlightActiveLine(), EditorView.lineWrapping,
+          lineNumbers(), drawSelection(), highlightActiveLine(), EditorView.lineWrapping, THEME,
           keymap.of([...yUndoManagerKeymap, ...defaultKeymap, indentWithTab]),
           EditorState.readOnly.of(readOnly), EditorView.editable.of(!readOnly),
           EditorView.contentAttributes.of({ "aria-label": `Contents of ${name}${readOnly ? " (read-only)" : ""}` }),
@@ -127,7 +130,7 @@ export function editorView(ctx, rest) {
       // The role changed (rejoined after role_changed): rebuild the editor for it.
       view.destroy();
       view = null;
-      mount(host);
+      root.replaceChildren();
     }
     start(j);
   });
@@ -148,6 +151,16 @@ export function editorView(ctx, rest) {
   };
   return el;
 }
+
+// The page's styles.css does not reach into the shadow root; custom properties (colours) do.
+const THEME = EditorView.theme({
+  "&": { minHeight: "20rem", maxHeight: "calc(100vh - 12rem)", fontSize: ".95rem", backgroundColor: "var(--card)" },
+  "&.cm-focused": { outline: "3px solid var(--focus)", outlineOffset: "-3px" },
+  ".cm-scroller": { fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace" },
+  ".cm-content": { minHeight: "20rem" },
+  // Names on remote cursors stay visible (y-codemirror shows them only on hover).
+  ".cm-ySelectionInfo": { opacity: "1 !important", transitionDelay: "0s !important", fontFamily: "system-ui, sans-serif" },
+});
 
 /** A user's colour dot. The colour comes from another client: only #rgb / #rrggbb is used.
  * @param {unknown} c */

@@ -56,6 +56,8 @@ export class DocSession extends Emitter {
     this.wanted = false;  // join() called and leave() not: join again after reconnects
     /** @type {Uint8Array[]} */
     this.queue = [];
+    /** @type {import("./frames.js").Frame[]} doc frames that arrived while joining */
+    this.early = [];
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.timer = undefined;
     this.lastSent = 0;
@@ -80,6 +82,14 @@ export class DocSession extends Emitter {
     // Failures surface as the `closed` event (or `offline` until the next welcome).
     this.offOpen = live.on("open", () => { if (this.wanted) this.#join().catch(() => {}); });
     this.offClosed = live.on("closed", () => this.#offline());
+    // A renamed or moved file keeps its document (protocol.md): follow it, so a rejoin after a
+    // reconnect names the file where it is now.
+    this.offChange = live.on("change", (e) => {
+      if (this.info && e.ns === this.info.ns && e.id === this.info.file_id && e.op === "move") {
+        this.path = e.path;
+        this.info.path = e.path;
+      }
+    });
     this.ydoc.on("update", this.onUpdate);
     this.awareness.on("update", this.onAwareness);
   }
@@ -102,6 +112,7 @@ export class DocSession extends Emitter {
 
   /** @returns {Promise<Joined>} */
   async #join() {
+    this.early = [];
     this.#setStatus("joining");
     const sv = Y.encodeStateVector(this.ydoc);
     let out;
@@ -126,11 +137,14 @@ export class DocSession extends Emitter {
     this.info = { doc: out.doc, ns: out.ns, path: out.path, file_id: out.file_id, role: out.role, rev: out.rev };
     this.queue = [];  // whatever was queued is in the difference below
     Y.applyUpdate(this.ydoc, out.update, this);
+    const early = this.early;
+    this.early = [];
     if (this.role === "editor") {
       const missing = Y.encodeStateAsUpdate(this.ydoc, out.sv);
       if (!isEmptyUpdate(missing)) this.#postUpdate(missing);
     }
     this.#setStatus("synced");
+    for (const f of early) this.#onFrame(f);
     if (this.awareness.getLocalState() !== null) this.#postAwareness([this.ydoc.clientID]);
     this.emit("joined", this.info);
     return this.info;
@@ -138,6 +152,12 @@ export class DocSession extends Emitter {
 
   /** @param {import("./frames.js").Frame} f */
   #onFrame(f) {
+    if (this.handle === null && this.status === "joining") {
+      // Frames right behind doc_joined can be dispatched before our `await` resumes (Node's ws
+      // emits every message of one read in a row): keep them until the handle is known.
+      if (this.early.length < 10_000) this.early.push(f);
+      return;
+    }
     if (this.handle === null || f.body.doc !== this.handle) return;
     switch (f.type) {
       case MsgType.doc_update:
@@ -261,6 +281,7 @@ export class DocSession extends Emitter {
     this.offFrames();
     this.offOpen();
     this.offClosed();
+    this.offChange();
     this.ydoc.off("update", this.onUpdate);
     this.awareness.off("update", this.onAwareness);
     clearTimeout(this.timer);
