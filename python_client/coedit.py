@@ -73,13 +73,12 @@ class DocSession:
         body: dict[str, Any] = {"path": self.path, "sv": self.doc.get_state()}
         if self.ns is not None:
             body["ns"] = self.ns
-        # Route pushes from the moment the reply may arrive: they follow it on the wire.
         reply = await self.live.request(MsgType.doc_join, body)
         b = reply.body
         self.handle, self.file_id, self.role, self.rev = b["doc"], b["file_id"], b["role"], b.get("rev")
         self.ns, self.path, self.closed = b["ns"], b["path"], None
-        self.live.doc_routes[self.handle] = self._on_frame
         self._apply_remote(b["update"])
+        self.live.route_doc(self.handle, self._on_frame)
         self._sender = asyncio.create_task(self._send_loop())
         if self.role == "editor":
             missing = self.doc.get_update(b["sv"])

@@ -77,6 +77,7 @@ class LiveSession:
         # fire-and-forget doc_update / doc_awareness requests, go to their document session.
         self.doc_routes: dict[int, Callable[[Frame], None]] = {}
         self.doc_requests: dict[int, int] = {}  # request id -> doc handle
+        self._doc_early: list[Frame] = []  # pushes that overtook the caller's registration of the handle
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -139,7 +140,17 @@ class LiveSession:
             return False
         if route is not None:
             route(frame)
+        elif frame.type in DOC_PUSHES and len(self._doc_early) < 10_000:
+            self._doc_early.append(frame)
         return True
+
+    def route_doc(self, handle: int, route: Callable[[Frame], None]) -> None:
+        """Send *handle*'s pushes (and refusals) to *route*, starting with any that came early."""
+        self.doc_routes[handle] = route
+        early = [f for f in self._doc_early if f.body.get("doc") == handle]
+        self._doc_early = [f for f in self._doc_early if f.body.get("doc") != handle]
+        for frame in early:
+            route(frame)
 
     async def send_doc(self, mtype: MsgType, handle: int, update: bytes) -> None:
         """A doc_update / doc_awareness: no reply; a refusal goes to the document's route."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgpack
-from pycrdt import Doc
+from pycrdt import Doc, merge_updates
 
 from server.coedit import awareness, merge, store
 from server.coedit.text import UNIT_BYTES, YDoc, text_of
@@ -92,6 +92,13 @@ class Room:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _saver: asyncio.Task[None] | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _changes: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # What each transaction really changed (Yrs reports only changes: an update that brings
+        # nothing new reports nothing; one that only deletes does report them, unlike a
+        # state-vector comparison).
+        self._observer = self.doc.observe(lambda event: self._changes.append(event.update))
 
     # ------------------------------------------------------------ opening
 
@@ -111,7 +118,7 @@ class Room:
             await store.create_if_absent(self.svc, self.file_id, self.ns_id, store.Row(state, head.rev, state))
             row = await store.load(self.svc, self.file_id)
             assert row is not None
-        self.doc.apply_update(row.state)
+        self._apply(row.state)
         self._set_base(row.base_rev, row.base_state)
         if head.rev != self.base_rev:
             await self._merge_revision(head.rev, row)
@@ -178,18 +185,20 @@ class Room:
         if self._size() + len(update) > self.settings.max_bytes:
             raise SatchelError(ErrorCode.too_large, "the document would pass the co-editing size limit",
                                limit=self.settings.max_bytes)
-        self._apply(update)
-        self._to_local(MsgType.doc_update, update, skip=member)
-        self.publish("u", update)
+        change = self._apply(update)
+        if change is None:
+            return  # nothing new (a resend after a reconnect), or waiting for what it depends on
+        # What changed may be more than the update: parts that waited for it (pending structs).
+        self._to_local(MsgType.doc_update, change, skip=None if change != update else member)
+        self.publish("u", change)
         self.last_editor = member
         self._touched(self.settings.save_delay)
 
     def remote_update(self, update: bytes) -> None:
         """An update another node relayed: its node saves it; this one does too if that node does not."""
-        before = self.doc.get_state()
-        self._apply(update)
-        if self.doc.get_state() != before:
-            self._to_local(MsgType.doc_update, update)
+        change = self._apply(update)
+        if change is not None:
+            self._to_local(MsgType.doc_update, change)
             self._touched(3 * self.settings.save_delay)
 
     def _size(self) -> int:
@@ -197,7 +206,9 @@ class Room:
         text = text_of(self.doc)
         return len(text) if UNIT_BYTES else len(str(text).encode())
 
-    def _apply(self, update: bytes) -> None:
+    def _apply(self, update: bytes) -> bytes | None:
+        """Apply *update*; return what it changed (None: nothing new)."""
+        self._changes.clear()
         try:
             self.doc.apply_update(update)
         except Exception as exc:
@@ -206,6 +217,10 @@ class Room:
             if type(exc).__name__ != "PanicException":
                 raise
             raise SatchelError(ErrorCode.bad_request, "not a Yjs v1 update", field="update") from None
+        changes, self._changes = self._changes, []
+        if not changes:
+            return None
+        return changes[0] if len(changes) == 1 else merge_updates(*changes)
 
     def _touched(self, delay: float) -> None:
         self.edits += 1
@@ -302,10 +317,9 @@ class Room:
 
     def _adopt(self, row: store.Row) -> None:
         """Another node saved: take its state and base (their text is the saved revision)."""
-        before = self.doc.get_state()
-        self.doc.apply_update(row.state)
-        if self.doc.get_state() != before:
-            self._to_local(MsgType.doc_update, self.doc.get_update(before))
+        change = self._apply(row.state)
+        if change is not None:
+            self._to_local(MsgType.doc_update, change)
         self._set_base(row.base_rev, row.base_state)
         if str(text_of(self.doc)) == self.base_text:
             self.dirty = False
@@ -332,9 +346,7 @@ class Room:
             raise
         base_state = row.base_state if row is not None else self.base_state
         update, new_base = merge.revision_update(base_state, self.file_id, rev, new_text)
-        before = self.doc.get_state()
-        self.doc.apply_update(update)
-        if self.doc.get_state() != before:
+        if self._apply(update) is not None:
             self._to_local(MsgType.doc_update, update)
             self.publish("u", update)
         self._set_base(rev, new_base)
