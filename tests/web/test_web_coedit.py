@@ -244,11 +244,6 @@ def web_nodes(start_server: Callable[..., ServerProcess], tmp_path_factory: pyte
         redis.stop()
 
 
-# Found by this test (branch coedit at 24b0681): server/coedit/room.py remote_update() forwards a
-# relayed update to the node's own sessions only when it changes the document's state vector, which
-# a delete-only update never does, so a browser on node 2 never sees a Backspace typed on node 1
-# (both nodes have it). strict: this fails loudly once the server forwards every new update.
-@pytest.mark.xfail(strict=True, reason="the server does not relay delete-only updates to the other node's sessions")
 def test_browsers_on_two_nodes_converge(browser: Browser, web_nodes: tuple[ServerProcess, ServerProcess]) -> None:
     node1, node2 = web_nodes
     pages = Pages(browser, node1)
