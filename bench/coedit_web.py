@@ -8,7 +8,9 @@ Redis; the writer on node 1, the reader on node 2).
 Both pages live in one browser process, so they share the wall clock: a keystroke's time is taken
 in the writer's capture-phase ``keydown`` listener (``performance.timeOrigin + performance.now()``)
 and its arrival in the reader's ``MutationObserver`` on the editor's DOM, i.e. when the character
-is on the reader's screen as far as the DOM goes (the paint follows within a frame). Keys are
+is on the reader's screen as far as the DOM goes (the paint follows within a frame). The same
+observer on the writer's page gives the local echo (keydown to the writer's own DOM: CodeMirror's
+input path, no network), the floor every remote latency includes. Keys are
 typed one at a time, ``--gap`` seconds apart, so latencies never overlap. Needs a built web app
 (``./dev setup``) and Debian's Chromium.
 
@@ -90,10 +92,13 @@ def measure(browser: Any, url_writer: str, url_reader: str, keys: int, warmup: i
     owner.api(At(url_writer), "POST", "/api/v1/shares", json={"path": "/Team", "members": members})  # type: ignore[arg-type]
     writer = open_editor(browser, url_writer, owner, "/Team/bench.md")
     reader = open_editor(browser, url_reader, friend, "/Team/bench.md")
-    writer.evaluate(WRITER_JS)
-    reader.evaluate(READER_JS, MARK)
     writer.locator(".cm-content").click()
     writer.keyboard.press("Control+End")
+    time.sleep(0.5)
+    # Listeners only now: the keys above must not count (the n-th keydown pairs with the n-th arrival).
+    writer.evaluate(WRITER_JS)
+    writer.evaluate(READER_JS, MARK)  # the writer's own screen: the floor (CodeMirror's input path)
+    reader.evaluate(READER_JS, MARK)
     for _ in range(keys + warmup):
         writer.keyboard.press(MARK)
         time.sleep(gap)
@@ -102,11 +107,17 @@ def measure(browser: Any, url_writer: str, url_reader: str, keys: int, warmup: i
         time.sleep(0.1)
     down: list[float] = writer.evaluate("() => window.__down")
     seen: list[float] = reader.evaluate("() => window.__seen")
+    local: list[float] = writer.evaluate("() => window.__seen")
     lat = [s - d for d, s in zip(down, seen, strict=False)][warmup:]
+    echo = [s - d for d, s in zip(down, local, strict=False)][warmup:]
     writer.context.close()
     reader.context.close()
-    return {"keys": keys, "arrived": len(seen) - warmup, "gap_s": gap,
-            "p50_ms": round(pct(lat, 0.50), 2), "p90_ms": round(pct(lat, 0.90), 2),
+    return {"keys": keys, "arrived": len(seen) - warmup, "gap_s": gap, **stats(lat),
+            "local_echo": stats(echo)}
+
+
+def stats(lat: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(pct(lat, 0.50), 2), "p90_ms": round(pct(lat, 0.90), 2),
             "p99_ms": round(pct(lat, 0.99), 2), "max_ms": round(max(lat), 2),
             "mean_ms": round(statistics.fmean(lat), 2)}
 
@@ -126,7 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                "load_start": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
     work = pick_work_dir(args.work_dir)
-    with Stack() as stack, sync_playwright() as pw:
+    with sync_playwright() as pw, Stack() as stack:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         stack.callback(browser.close)
         if "single" in args.sections:

@@ -60,6 +60,7 @@ export class DocSession extends Emitter {
     this.early = [];
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.timer = undefined;
+    this.scheduled = false;  // a flush is on its way (timer or microtask)
     this.lastSent = 0;
     /** @type {Set<number>} remote awareness clients, dropped while we are offline */
     this.remoteClients = new Set();
@@ -189,16 +190,20 @@ export class DocSession extends Emitter {
   }
 
   #schedule() {
-    if (this.timer !== undefined) return;
-    // The first keystroke after a pause goes at once (latency); a burst gathers for BATCH_MS.
-    const wait = Math.max(0, this.lastSent + BATCH_MS - Date.now());
-    this.timer = setTimeout(() => this.flush(), wait);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // The first keystroke after a pause goes at once, in a microtask (updates of the same task
+    // still merge; a timer would wait milliseconds on a busy page); a burst gathers for BATCH_MS.
+    const wait = this.lastSent + BATCH_MS - Date.now();
+    if (wait <= 0) queueMicrotask(() => this.flush());
+    else this.timer = setTimeout(() => this.flush(), wait);
   }
 
   /** Send the queued local updates now, merged into one frame where they fit. */
   flush() {
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.scheduled = false;
     if (!this.queue.length || this.status !== "synced") return;
     const updates = this.queue;
     this.queue = [];
@@ -250,6 +255,7 @@ export class DocSession extends Emitter {
     this.queue = [];
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.scheduled = false;
     this.#dropRemote();
     this.#setStatus("offline");
   }
@@ -261,6 +267,7 @@ export class DocSession extends Emitter {
     this.handle = null;
     this.queue = [];
     clearTimeout(this.timer);
+    this.scheduled = false;
     this.#dropRemote();
     this.#setStatus("closed");
     this.emit("closed", { reason, details });
