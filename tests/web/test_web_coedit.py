@@ -203,6 +203,35 @@ def test_refuses_files_it_cannot_edit(pages: Pages) -> None:
     expect(page.locator("#doc-message")).to_have_text("This file does not exist, or you have no access to it.")
 
 
+def test_size_limit_refuses_a_large_file_and_an_edit_past_it(
+        browser: Browser, start_server: Callable[..., ServerProcess]) -> None:
+    small = start_server("sqlite-local", SATCHEL_COEDIT_MAX_BYTES="2KiB")
+    pages = Pages(browser, small)
+    try:
+        user = pages.new_user()
+        upload_bytes(small, user, "/big.txt", b"words " * 400)  # 2,400 bytes
+        upload_bytes(small, user, "/small.txt", b"short\n")
+        page = open_editor(pages, user, "/small.txt", small)
+        page.goto(small.url + "/" + edit_hash("/big.txt"))
+        expect(page.locator("#doc-message")).to_have_text(
+            "This file cannot be edited here: it is too large to edit live (the limit is 2.0 KB).")
+        page.goto(small.url + "/" + edit_hash("/small.txt"))
+        page.locator(".cm-content").click()
+        page.keyboard.insert_text("x" * 3000)  # the server refuses the edit that passes the limit
+        expect(page.locator("#doc-message")).to_contain_text("larger than live editing allows, so it was not saved")
+        expect(page.locator(".cm-content")).to_have_attribute("contenteditable", "false")
+        time.sleep(2.5)  # past the save delay: nothing of the refused edit is stored
+        assert server_text(small, user, "/small.txt") == "short\n"
+        screenshot(page, "coedit-too-large")
+        page.get_by_role("button", name="Open again").click()
+        expect(page.locator("#doc-saved")).to_have_text("Saved")
+        assert text_of(page) == "short\n"  # the saved text, editable again
+    finally:
+        for ctx in pages.contexts:
+            ctx.close()
+    assert pages.problems == [], "the page logged errors"
+
+
 def test_edit_from_the_listing_by_keyboard_on_a_phone(pages: Pages) -> None:
     user = pages.new_user()
     upload_bytes(pages.server, user, "/todo.txt", b"milk\n")

@@ -30,6 +30,7 @@ const CLOSED = /** @type {Record<string, string>} */ ({
   access_removed: "Your access to this file ended.",
   not_text: "The file was replaced by one that is not text. Editing has stopped.",
   too_large: "The file became too large to edit live. Editing has stopped.",
+  too_large_edit: "That change would make the file larger than live editing allows, so it was not saved. Open the file again to go on from the saved text.",
 });
 
 /**
@@ -83,13 +84,19 @@ export function editorView(ctx, rest) {
   session.on("saved", () => { saved.textContent = "Saved"; });
   session.on("closed", ({ reason, details }) => {
     saved.textContent = view ? "Closed" : "";
-    view?.setState(EditorState.create({ doc: view.state.doc, extensions: [EditorState.readOnly.of(true), EditorView.editable.of(false)] }));
+    // The text stays on screen, read-only (what was not saved can still be copied).
+    view?.setState(EditorState.create({ doc: view.state.doc, extensions: [lineNumbers(), EditorView.lineWrapping, THEME,
+      EditorState.readOnly.of(true), EditorView.editable.of(false),
+      EditorView.contentAttributes.of({ "aria-label": `Contents of ${name} (closed)` })] }));
     const limit = details.limit ? ` (the limit is ${formatSize(details.limit)})` : "";
     showMessage(view ? CLOSED[reason] || `Editing stopped (${reason}).`
       : reason === "too_large" ? `${REFUSED.too_large}${limit}.` : REFUSED[reason] || `Could not open ${name} (${reason}).`);
+    if (view && reason !== "deleted" && reason !== "access_removed") {
+      message.after(h("button.small.reopen", { type: "button", text: "Open again", onclick: () => ctx.navigate(location.hash) }));
+    }
   });
   session.on("error", (err) => {
-    if (err.code === "too_large") ctx.notify("That change is too large to send at once: paste it in smaller pieces.", "error");
+    if (err.code === "frame_too_large") ctx.notify("That change is too large to send at once: paste it in smaller pieces.", "error");
   });
   session.awareness.on("change", renderPeople);
 
@@ -157,7 +164,7 @@ const THEME = EditorView.theme({
   "&": { minHeight: "20rem", maxHeight: "calc(100vh - 12rem)", fontSize: ".95rem", backgroundColor: "var(--card)" },
   "&.cm-focused": { outline: "3px solid var(--focus)", outlineOffset: "-3px" },
   ".cm-scroller": { fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace" },
-  ".cm-content": { minHeight: "20rem" },
+  ".cm-content": { minHeight: "20rem", paddingTop: "1.1rem" },  // room for a name label above line 1
   // Names on remote cursors stay visible (y-codemirror shows them only on hover).
   ".cm-ySelectionInfo": { opacity: "1 !important", transitionDelay: "0s !important", fontFamily: "system-ui, sans-serif" },
 });

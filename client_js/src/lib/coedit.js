@@ -218,7 +218,7 @@ export class DocSession extends Emitter {
     if (update.byteLength > MAX_UPDATE) {
       // One edit over a frame cannot be sent; the editor keeps pastes smaller (app/editor.js).
       // Joining again later sends it through the state-vector difference if that fits by then.
-      this.emit("error", new LiveError("too_large", "an edit too large to send at once", { limit: MAX_UPDATE }));
+      this.emit("error", new LiveError("frame_too_large", "an edit too large to send at once", { limit: MAX_UPDATE }));
       return;
     }
     const sent = this.live.post(MsgType.doc_update, { doc: this.handle, update }, (err) => this.#refused(err));
@@ -235,7 +235,11 @@ export class DocSession extends Emitter {
   /** The server refused an update or awareness frame. @param {LiveError} err */
   #refused(err) {
     this.emit("error", err);
-    if (err.code === "forbidden" && this.role === "editor" && this.wanted) {
+    if (err.code === "too_large") {
+      // The server's document stays under its limit without our edit, and later edits would build
+      // on it: stop here (the app says so) rather than drift apart from what is saved.
+      this.#end("too_large_edit", err.details);
+    } else if (err.code === "forbidden" && this.role === "editor" && this.wanted) {
       this.#join().catch(() => {});  // our role changed under us: join again to learn it
     } else if (err.code === "not_found" && this.wanted) {
       this.#join().catch(() => {});  // an unknown handle (a restarted node) or access gone: join says which
