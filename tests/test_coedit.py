@@ -192,7 +192,10 @@ async def test_awareness_times_out(srv: ServerProcess, make_user: MakeUser) -> N
         await watcher.wait_until(lambda: 4242 not in watcher.peers, awareness.TIMEOUT + 10)
 
 
-async def test_external_revision_is_merged(srv: ServerProcess, make_user: MakeUser) -> None:
+async def test_external_revision_is_merged(srv: ServerProcess, make_user: MakeUser,
+                                           start_server: Callable[..., ServerProcess]) -> None:
+    # A longer quiet period, so the edit typed during the upload is not saved before it arrives.
+    srv = start_server("pg-s3" if "DATABASE_URL" in srv.env else "sqlite-local", SATCHEL_COEDIT_SAVE_DELAY="3s")
     a = await user(make_user, srv)
     base = "line one\nline two\nline three\n"
     await put_text(a.client, "/merge.txt", base)

@@ -60,6 +60,15 @@ BODIES: dict[MsgType, dict[str, Any]] = {
     MsgType.presence_set: {"ns": 7, "path": "/a", "state": "viewing"},
     MsgType.presence: {"ns": 7, "path": "/a", "members": [{"key": "n:s", "state": "viewing"}]},
     MsgType.presence_event: {"ns": 7, "path": "/a", "event": "join", "member": {"key": "n:s"}},
+    MsgType.doc_join: {"path": "/notes.md", "ns": 7, "sv": b"\x00"},
+    MsgType.doc_joined: {"doc": 1, "ns": 7, "path": "/notes.md", "file_id": 9, "role": "editor",
+                         "update": b"\x00\x00", "sv": b"\x00", "rev": 3},
+    MsgType.doc_update: {"doc": 1, "update": b"\x00\x00"},
+    MsgType.doc_awareness: {"doc": 1, "update": b"\x00"},
+    MsgType.doc_leave: {"doc": 1},
+    MsgType.doc_left: {"doc": 1},
+    MsgType.doc_saved: {"doc": 1, "rev": 4},
+    MsgType.doc_closed: {"doc": 1, "reason": "deleted"},
 }
 CLIENT_ONLY = {t for t in MsgType if t in REQUESTS}
 SERVER_ONLY = set(MsgType) - REQUESTS
@@ -295,6 +304,18 @@ def test_in_flight_limit() -> None:
     s.receive(Frame(MsgType.commit, 102, {}))
 
 
+def test_document_updates_are_never_in_flight() -> None:
+    """doc_update / doc_awareness are handled in order by the reader: a full in-flight budget
+    (32 slow joins) never refuses a keystroke."""
+    s = open_session()
+    s.in_flight = MAX_IN_FLIGHT
+    for mtype in (MsgType.doc_update, MsgType.doc_awareness):
+        frame = Frame(mtype, 5, BODIES[mtype])
+        assert s.receive(frame) is frame
+    with pytest.raises(ProtocolError):
+        s.receive(Frame(MsgType.doc_join, 6, BODIES[MsgType.doc_join]))
+
+
 def test_subscription_limit() -> None:
     s = open_session()
     s.subscriptions.update(range(MAX_SUBSCRIPTIONS))
@@ -351,7 +372,8 @@ msgpack_values = st.recursive(
 )
 type_codes = st.sampled_from([int(t) for t in MsgType]) | st.integers(-(2**63), 2**64 - 1)
 request_ids = st.sampled_from([0, 1, 2**31 - 1, 2**31, -1]) | st.integers(-(2**63), 2**64 - 1)
-body_keys = st.sampled_from(["ns", "cursor", "path", "ops", "size", "parent_rev", "state", "versions", "token"])
+body_keys = st.sampled_from(["ns", "cursor", "path", "ops", "size", "parent_rev", "state", "versions", "token",
+                             "doc", "update", "sv"])
 bodies = st.dictionaries(body_keys | st.text(max_size=6), msgpack_values, max_size=5)
 # Mostly almost-right frames (a known type, a valid id, the keys handlers read), some anything.
 likely_frames = st.tuples(st.sampled_from([int(t) for t in REQUESTS]), st.integers(0, 2**31 - 1),

@@ -351,7 +351,8 @@ class Room:
             self.publish("u", update)
         self._set_base(rev, new_base)
         state = self.doc.get_update()
-        await store.save_state(self.svc, self.file_id, self.ns_id, store.Row(state, rev, new_base))
+        await store.save_state(self.svc, self.file_id, self.ns_id, state, (rev, new_base),
+                               expect_base=row.base_rev if row is not None else self.base_rev)
         log.info("document %d: merged external revision %d", self.file_id, rev)
         if str(text_of(self.doc)) != new_text:  # edits made meanwhile: save the merged text
             self._touched(self.settings.save_delay)
@@ -385,8 +386,7 @@ class Room:
                 who = await self._writer()
                 if text == self.base_text or who is None or self.base_rev is None:
                     # Nothing to commit (or nobody allowed to): keep the CRDT state at least.
-                    if not await store.save_state(self.svc, self.file_id, self.ns_id,
-                                                  store.Row(state, self.base_rev, self.base_state)):
+                    if not await store.save_state(self.svc, self.file_id, self.ns_id, state):
                         self.close_all("deleted")
                         return
                     if self.edits == edits:

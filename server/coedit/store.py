@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pycrdt import merge_updates
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -75,21 +76,34 @@ async def load(svc: Services, file_id: int) -> Row | None:
         return Row(bytes(row.state), row.base_rev, bytes(row.base_state)) if row is not None else None
 
 
-async def _upsert(s: AsyncSession, file_id: int, ns_id: int, row: Row) -> None:
-    values = {"file_id": file_id, "ns_id": ns_id, "state": row.state, "base_rev": row.base_rev,
-              "base_state": row.base_state, "updated_ms": now_ms()}
-    ins = pg_insert(CoeditDoc) if s.get_bind().dialect.name == "postgresql" else sqlite_insert(CoeditDoc)
-    await s.execute(ins.values(values).on_conflict_do_update(
-        index_elements=["file_id"], set_={k: v for k, v in values.items() if k != "file_id"}))
+async def _write(s: AsyncSession, file_id: int, ns_id: int, state: bytes, base: tuple[int | None, bytes] | None,
+                 expect_base: int | bool | None = True) -> None:
+    """Store *state* merged with what the row holds (another node may have written things this
+    one has not seen yet: never drop them), and the new *base* if the row's base is still
+    *expect_base* (True: unconditionally). A stale node must never move the base back: it would
+    make a later save look like an external revision and be merged twice."""
+    row = (await s.execute(select(CoeditDoc).where(CoeditDoc.file_id == file_id).with_for_update())
+           ).scalar_one_or_none()
+    if row is None:
+        rev, base_state = base if base is not None else (None, state)
+        s.add(CoeditDoc(file_id=file_id, ns_id=ns_id, state=state, base_rev=rev, base_state=base_state,
+                        updated_ms=now_ms()))
+        return
+    row.state = merge_updates(bytes(row.state), state)
+    if base is not None and (expect_base is True or row.base_rev == expect_base):
+        row.base_rev, row.base_state = base
+    row.updated_ms = now_ms()
 
 
-async def save_state(svc: Services, file_id: int, ns_id: int, row: Row) -> bool:
-    """Store the CRDT state (no revision). False when the file is gone."""
+async def save_state(svc: Services, file_id: int, ns_id: int, state: bytes,
+                     base: tuple[int | None, bytes] | None = None, expect_base: int | None = None) -> bool:
+    """Store the CRDT state (no revision), and *base* if the stored base is *expect_base*.
+    False when the file is gone."""
     async with svc.db.write() as s:
         node = await s.get(Node, file_id)
         if node is None or node.deleted_ms is not None:
             return False
-        await _upsert(s, file_id, ns_id, row)
+        await _write(s, file_id, ns_id, state, base, expect_base)
     return True
 
 
@@ -107,7 +121,8 @@ async def save_revision(svc: Services, who: Principal, file_id: int, ns_id: int,
     store *state* with it as the new base. Returns the new revision, None if the file is gone."""
     async def also(s: AsyncSession, node: Node) -> None:
         assert node.head_rev_id is not None
-        await _upsert(s, file_id, ns_id, Row(state, node.head_rev_id, state))
+        # The commit's parent check passed: this save is the new base, whatever the row said.
+        await _write(s, file_id, ns_id, state, (node.head_rev_id, state))
 
     node = await uploads.commit_bytes(svc, who, file_id, text.encode("utf-8"), parent_rev, also)
     return node.head_rev_id if node is not None else None
