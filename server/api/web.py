@@ -28,8 +28,8 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 # elements) are allowed: the live editor colours each person's cursor and selection with one.
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
        "connect-src 'self' blob: ws: wss: http: https:; img-src 'self' blob: data:; media-src 'self' blob:; "
-       "frame-src 'self' blob:; object-src 'self' blob:; style-src 'self'; style-src-attr 'unsafe-inline'; base-uri 'none'; "
-       "form-action 'self'; frame-ancestors 'none'")
+       "frame-src 'self' blob:; object-src 'self' blob:; style-src 'self'; style-src-attr 'unsafe-inline'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 class WholeFile(FileResponse):
