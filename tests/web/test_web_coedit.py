@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.harness.redis import RedisServer
 from tests.harness.server import ServerProcess
 from tests.web.conftest import Pages, WebUser, screenshot, upload_bytes
+from tests.web.test_web import AUDIT
 
 # Pieces typed by the random edits: ASCII, emoji (surrogate pairs, a ZWJ sequence, a skin tone),
 # combining characters, CJK: Yjs counts UTF-16 code units, the server's Yrs counts UTF-8 bytes.
@@ -240,6 +241,7 @@ def test_edit_from_the_listing_by_keyboard_on_a_phone(pages: Pages) -> None:
     page.keyboard.press("Enter")
     expect(page.get_by_role("textbox", name="Contents of todo.txt")).to_be_visible()
     expect(page.locator("#doc-saved")).to_have_text("Saved")
+    assert page.evaluate(AUDIT) == []  # one h1, a main landmark, labels, no duplicate ids
     page.get_by_role("textbox", name="Contents of todo.txt").focus()
     page.keyboard.press("Control+End")
     page.keyboard.type("eggs")
