@@ -250,7 +250,11 @@ def test_edit_from_the_listing_by_keyboard_on_a_phone(pages: Pages) -> None:
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 390, f"the editor page is wider than the phone ({width}px)"
     screenshot(page, "coedit-phone")
-    page.get_by_role("link", name="← Back to folder").click()
+    # Tab indents in the editor; Esc then Shift+Tab leaves it, to the link back to the folder.
+    page.keyboard.press("Escape")
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("link", name="← Back to folder")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="All files")).to_be_visible()
 
 

@@ -7,7 +7,7 @@ import { defaultKeymap, indentWithTab } from "@codemirror/commands";
 import { EditorState } from "@codemirror/state";
 import { drawSelection, EditorView, highlightActiveLine, keymap, lineNumbers } from "@codemirror/view";
 import * as Y from "yjs";
-import { yCollab, yUndoManagerKeymap } from "y-codemirror.next";
+import { yCollab, ySyncAnnotation, yUndoManagerKeymap } from "y-codemirror.next";
 
 import { DocSession, MAX_UPDATE } from "../lib/coedit.js";
 import { LiveError } from "../lib/live.js";
@@ -54,7 +54,8 @@ export function editorView(ctx, rest) {
     h("div.editor-head", {},
       h("a.back", { href: folderHash(dirname(path)), text: "← Back to folder" }),
       h("h1", { id: "doc-title", text: name }), roleBadge, saved),
-    people, message, host));
+    people, message, host,
+    h("p.muted.editor-keys", { id: "editor-keys", text: "Tab indents; press Esc, then Tab, to move on from the editor. Ctrl+Z undoes your own edits only." })));
 
   const user = { name: ctx.account.name, color: COLOURS[Number(ctx.account.id) % COLOURS.length] };
   const session = new DocSession(ctx.live.client, path, { user: { ...user, colorLight: `${user.color}33` } });
@@ -119,7 +120,9 @@ export function editorView(ctx, rest) {
           EditorState.readOnly.of(readOnly), EditorView.editable.of(!readOnly),
           EditorView.contentAttributes.of({ "aria-label": `Contents of ${name}${readOnly ? " (read-only)" : ""}` }),
           // One frame holds one edit: a giant paste is refused here rather than failing to send.
+          // Changes coming from the document (others' edits, merged revisions) always pass.
           EditorState.transactionFilter.of((tr) => {
+            if (!tr.docChanged || tr.annotation(ySyncAnnotation)) return tr;
             let big = false;
             tr.changes.iterChanges((_a, _b, _c, _d, inserted) => { if (inserted.length * 3 > MAX_UPDATE) big = true; });
             if (!big) return tr;
