@@ -31,7 +31,7 @@ from websockets.asyncio.client import ClientConnection
 from python_client.api import SatchelClient
 from server.core.errors import ErrorCode, SatchelError
 from server.ws.protocol import (
-    MAX_FRAME,
+    CLIENT_MAX_FRAME,
     RECONNECT,
     SUBPROTOCOL,
     VERSION,
@@ -83,7 +83,7 @@ class LiveSession:
     @contextlib.asynccontextmanager
     async def connect(cls, server: str, token: str, timeout: float = 10) -> AsyncIterator[LiveSession]:
         conn = await websockets.connect(ws_url(server), subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                                        max_size=MAX_FRAME, compression=None, open_timeout=timeout,
+                                        max_size=CLIENT_MAX_FRAME, compression=None, open_timeout=timeout,
                                         ping_interval=None)
         session = cls(conn)
         session._reader = asyncio.create_task(session._read_loop())
@@ -108,7 +108,7 @@ class LiveSession:
             async for data in self.conn:
                 if isinstance(data, str):
                     continue
-                frame = decode(data)
+                frame = decode(data, CLIENT_MAX_FRAME)
                 if frame.type is MsgType.ping:
                     await self.conn.send(encode(Frame(MsgType.pong, frame.id)))
                     continue

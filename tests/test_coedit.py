@@ -375,3 +375,30 @@ async def test_random_convergence_soak(srv: ServerProcess, make_user: MakeUser) 
         path = f"/soak-{seed}.txt"
         await put_text(a.client, path, "seed text\n")
         await run_convergence(srv.url, token(a), path, seed, clients=4, steps=80)
+
+
+async def test_a_binary_revision_closes_the_document(srv: ServerProcess, make_user: MakeUser) -> None:
+    a = await user(make_user, srv)
+    await put_text(a.client, "/turns.txt", "text for now")
+    async with joined(srv.url, token(a), "/turns.txt") as doc:
+        await put_text(a.client, "/turns.txt", b"\x89PNG\r\n\x1a\n\x00\x00")
+        with pytest.raises(DocClosed) as err:
+            await doc.wait_for(lambda t: False, 10)
+        assert err.value.reason == "not_text"
+    async with LiveSession.connect(srv.url, token(a)) as live:  # and a new join is refused
+        with pytest.raises(SatchelError) as refused:
+            await DocSession.join(live, "/turns.txt")
+        assert refused.value.code is ErrorCode.not_text
+
+
+async def test_a_multi_megabyte_document(srv: ServerProcess, make_user: MakeUser) -> None:
+    a = await user(make_user, srv)
+    big = "".join(f"line {i} 😀 e\u0301\n" for i in range(150_000))  # ~3 MB: the join frame is over 1 MiB
+    assert len(big.encode()) > 2 * 2**20
+    await put_text(a.client, "/big.md", big)
+    async with joined(srv.url, token(a), "/big.md") as one, joined(srv.url, token(a), "/big.md") as two:
+        assert one.value == big
+        one.insert(len(big), "the end\n")
+        await two.wait_for(lambda t: t.endswith("the end\n"))
+        await one.wait_until(lambda: bool(one.saved), 20)
+    assert await get_text(a.client, "/big.md") == big + "the end\n"

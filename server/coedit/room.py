@@ -121,7 +121,7 @@ class Room:
         self._apply(row.state)
         self._set_base(row.base_rev, row.base_state)
         if head.rev != self.base_rev:
-            await self._merge_revision(head.rev, row)
+            await self._merge_revision(head.rev, row, opening=True)
 
     def _set_base(self, rev: int | None, state: bytes) -> None:
         self.base_rev, self.base_state = rev, state
@@ -329,7 +329,7 @@ class Room:
         for m in list(self.members.values()):
             m.peer.send(Frame(MsgType.doc_saved, 0, {"doc": m.handle, "rev": self.base_rev}))
 
-    async def _merge_revision(self, rev: int, row: store.Row | None) -> None:
+    async def _merge_revision(self, rev: int, row: store.Row | None, opening: bool = False) -> None:
         """Merge revision *rev*, made outside the document, as a diff against the base."""
         head = await store.head(self.svc, self.file_id)
         if head is None:
@@ -338,10 +338,10 @@ class Room:
         try:
             new_text = await store.read_text(self.svc, head.owner_id, rev, self.settings.max_bytes)
         except SatchelError as exc:
-            if exc.code in (ErrorCode.too_large, ErrorCode.not_text):
+            if exc.code in (ErrorCode.too_large, ErrorCode.not_text) and not opening:
                 log.info("document %d: revision %d is %s; closing", self.file_id, rev, exc.code.value)
                 self.close_all(exc.code.value)
-                self.closed = True
+                self._end()
                 return
             raise
         base_state = row.base_state if row is not None else self.base_state
@@ -454,6 +454,11 @@ class Room:
             with contextlib.suppress(Exception):
                 await self._saver
         if not self.members and not self.closed:
+            self._end()
+
+    def _end(self) -> None:
+        """No more sessions here: the manager forgets the room (a new join opens a fresh one)."""
+        if not self.closed:
             self.closed = True
             self.on_empty(self)
 

@@ -48,6 +48,7 @@ from server.ws.protocol import (
     MsgType,
     ProtocolError,
     decode,
+    doc_frame_limit,
     encode,
     error_frame,
     field_int,
@@ -318,6 +319,7 @@ class Connection:
             "user": {"id": self.who.user_id, "name": self.who.user_name}, "device_id": self.who.device_id,
             "heartbeat_ms": int(self.heartbeat * 1000), "idle_timeout_ms": int(self.heartbeat * 3000),
             "limits": {"max_frame": MAX_FRAME, "inline": INLINE_LIMIT, "subscriptions": MAX_SUBSCRIPTIONS,
+                       "doc_frame": doc_frame_limit(self.svc.config.coedit_max_bytes),
                        "in_flight": MAX_IN_FLIGHT},
             "namespaces": [{"ns": self.who.root_ns_id, "path": "/", "role": "owner"},
                            *({"ns": m.ns_id, "path": m.path, "role": m.role} for m in self.who.mounts)],
@@ -521,14 +523,26 @@ class Connection:
         grant = access.check_ns(self.who, ns, Perm.READ)
         role = "editor" if Perm.WRITE in access.perms(grant) else "viewer"
         room = await self.coedit.room(node.id, ns, inner)
+        for _ in range(3):
+            if not room.closed:
+                break
+            # It emptied and closed while this join waited: open it afresh.
+            room = await self.coedit.room(node.id, ns, inner)
+        else:
+            raise SatchelError(ErrorCode.unavailable, "the document keeps closing; try again")
         if handle is not None:  # joining again: a fresh sync on the same handle
-            old_room, old = self.docs.pop(handle)
-            old_room.leave(old)
+            previous = self.docs.pop(handle, None)
+            if previous is not None:
+                previous[0].leave(previous[1])
         else:
             handle = self.next_doc
             self.next_doc += 1
         member = DocMember(self, handle, self.who, role)
         synced = room.join(member, sv)
+        if len(synced["update"]) > doc_frame_limit(self.svc.config.coedit_max_bytes):
+            room.leave(member)
+            raise SatchelError(ErrorCode.too_large, "this document's state is too large to send",
+                               limit=self.svc.config.coedit_max_bytes)
         self.docs[handle] = (room, member)
         self.doc_handles[node.id] = handle
         self.send(Frame(MsgType.doc_joined, frame.id, {"doc": handle, "ns": ns, "path": room.path,

@@ -71,6 +71,14 @@ REQUESTS = {MsgType.hello, MsgType.ping, MsgType.subscribe, MsgType.unsubscribe,
 #: Requests handled in the reader itself, in arrival order, without a reply on success.
 INLINE = {MsgType.doc_update, MsgType.doc_awareness}
 MAX_DOCS = 32  # documents one connection may have open
+CLIENT_MAX_FRAME = 256 * 1024 * 1024  # what clients accept from the server: a whole document's state fits
+
+
+def doc_frame_limit(max_doc_bytes: int) -> int:
+    """The largest frame the server sends for a document (``welcome.limits.doc_frame``): a Yjs
+    state carries per-insert metadata on top of the text, so this is generous; a document whose
+    state would not fit is refused with ``too_large`` at join."""
+    return 4 * max_doc_bytes + MAX_FRAME
 
 
 class CloseCode(IntEnum):
@@ -119,22 +127,19 @@ def encode(frame: Frame) -> bytes:
     return data
 
 
-_UNPACK_LIMITS = {
-    "max_str_len": MAX_FRAME,
-    "max_bin_len": MAX_FRAME,
-    "max_array_len": 100_000,
-    "max_map_len": 1_000,
-    "max_ext_len": 0,
-}
+def _unpack_limits(limit: int) -> dict[str, int]:
+    return {"max_str_len": limit, "max_bin_len": limit, "max_array_len": 100_000, "max_map_len": 1_000,
+            "max_ext_len": 0}
 
 
-def decode(data: bytes | bytearray | memoryview) -> Frame:
+def decode(data: bytes | bytearray | memoryview, limit: int = MAX_FRAME) -> Frame:
     """Parse one frame. Raises ``FrameError`` for anything that is not ``[type, id, body]``,
-    ``ProtocolError`` (no close) for an unknown type, which the session answers with an error."""
-    if len(data) > MAX_FRAME:
+    ``ProtocolError`` (no close) for an unknown type, which the session answers with an error.
+    *limit*: MAX_FRAME for what clients send; clients pass CLIENT_MAX_FRAME (document states)."""
+    if len(data) > limit:
         raise ProtocolError("frame too large", ErrorCode.too_large, CloseCode.too_big)
     try:
-        obj = msgpack.unpackb(bytes(data), raw=False, strict_map_key=True, use_list=True, **_UNPACK_LIMITS)
+        obj = msgpack.unpackb(bytes(data), raw=False, strict_map_key=True, use_list=True, **_unpack_limits(limit))
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError,
             UnicodeDecodeError, RecursionError) as exc:
         raise FrameError(f"not a msgpack frame: {type(exc).__name__}") from exc
