@@ -138,6 +138,33 @@ test("offline: edits typed while disconnected reach the other session after the 
   lb.close();
 });
 
+test("over a frame: 2 MB typed offline is sent as several updates; a late joiner gets a doc_joined over 1 MiB", async () => {
+  const { a, b, la, lb } = await twoDevices();
+  await uploadBlob(a, new Blob(["top\n"]), "/long.txt");
+  const sa = new DocSession(la, "/long.txt");
+  const sb = new DocSession(lb, "/long.txt");
+  await sa.join();
+  await sb.join();
+  const offline = once(sa, "status");
+  la.ws.terminate();
+  assert.equal(await offline, "offline");
+  const line = "é👍 offline typing, one transaction at a time\n".repeat(2000);  // ~100 KB each
+  for (let i = 0; i < 20; i++) sa.text.insert(sa.text.length, line);
+  const expected = sa.text.toString();
+  assert.ok(new TextEncoder().encode(expected).byteLength > 1_500_000);
+  await once(sa, "joined", 15_000);
+  await until(() => sb.text.length === sa.text.length, "the offline text on b", 20_000);
+  assert.equal(sb.text.toString(), expected);
+  // A third session joining now receives the whole state in one doc_joined over 1 MiB.
+  const lc = new LiveClient(b, { WebSocket });
+  await lc.connect();
+  const sc = new DocSession(lc, "/long.txt");
+  await sc.join();
+  assert.equal(sc.text.toString(), expected);
+  for (const s of [sa, sb, sc]) await s.destroy();
+  for (const l of [la, lb, lc]) l.close();
+});
+
 test("refusals: not text, no such file; the session is closed with the reason", async () => {
   const { a, la, lb } = await twoDevices();
   lb.close();

@@ -144,6 +144,7 @@ def frames_document() -> dict[str, Any]:
         "version": protocol.VERSION,
         "subprotocol": protocol.SUBPROTOCOL,
         "max_frame": protocol.MAX_FRAME,
+        "client_max_frame": protocol.CLIENT_MAX_FRAME,
         "types": {t.name: int(t) for t in MsgType},
         "close_codes": {c.name: int(c) for c in protocol.CloseCode},
         "reconnect": sorted(int(c) for c in protocol.RECONNECT),

@@ -19,6 +19,9 @@ export const BATCH_MS = 20;
 /** The largest update sent in one frame (the rest of the frame is a few bytes of msgpack). */
 export const MAX_UPDATE = MAX_FRAME - 1024;
 
+/** The most local updates kept between joins (bytes). */
+const LOG_LIMIT = 64 * 1024 * 1024;
+
 /** Closing reasons after which joining again is the right answer (protocol.md, "Closing"). */
 const REJOIN = new Set(["role_changed", "slow_consumer", "shutdown"]);
 
@@ -58,6 +61,10 @@ export class DocSession extends Emitter {
     this.queue = [];
     /** @type {import("./frames.js").Frame[]} doc frames that arrived while joining */
     this.early = [];
+    /** @type {Uint8Array[]} local updates since the last join, for a rejoin whose difference is
+     * over one frame (see #sendMissing) */
+    this.log = [];
+    this.logBytes = 0;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.timer = undefined;
     this.scheduled = false;  // a flush is on its way (timer or microtask)
@@ -68,6 +75,7 @@ export class DocSession extends Emitter {
     /** @param {Uint8Array} update @param {any} origin */
     this.onUpdate = (update, origin) => {
       if (origin === this) return;  // applied from the server: never echoed back
+      this.#remember(update);
       this.emit("update", { remote: false });
       if (this.status !== "synced" || this.role !== "editor") return;  // the next join's diff carries it
       this.queue.push(update);
@@ -140,10 +148,9 @@ export class DocSession extends Emitter {
     Y.applyUpdate(this.ydoc, out.update, this);
     const early = this.early;
     this.early = [];
-    if (this.role === "editor") {
-      const missing = Y.encodeStateAsUpdate(this.ydoc, out.sv);
-      if (!isEmptyUpdate(missing)) this.#postUpdate(missing);
-    }
+    if (this.role === "editor") this.#sendMissing(out.sv);
+    this.log = [];  // the server has everything before this join now
+    this.logBytes = 0;
     this.#setStatus("synced");
     for (const f of early) this.#onFrame(f);
     if (this.awareness.getLocalState() !== null) this.#postAwareness([this.ydoc.clientID]);
@@ -211,6 +218,44 @@ export class DocSession extends Emitter {
     if (merged.byteLength <= MAX_UPDATE) this.#postUpdate(merged);
     else for (const u of updates) this.#postUpdate(u);
     this.lastSent = Date.now();
+  }
+
+  /** @param {Uint8Array} update a local update, kept until the next join */
+  #remember(update) {
+    this.log.push(update);
+    this.logBytes += update.byteLength;
+    // Bounded: past this, a rejoin whose difference is over one frame cannot be split (rare: a
+    // long session offline); the oldest go first.
+    while (this.logBytes > LOG_LIMIT && this.log.length > 1) this.logBytes -= /** @type {Uint8Array} */ (this.log.shift()).byteLength;
+  }
+
+  /**
+   * After a join: send what the server (state vector `sv`) lacks. One frame when it fits, else
+   * (a long session offline) the local updates since the last join, each cut down to what the
+   * server lacks and packed into frames under the limit (protocol.md: clients send a bigger
+   * change as several updates).
+   * @param {Uint8Array} sv
+   */
+  #sendMissing(sv) {
+    const missing = Y.encodeStateAsUpdate(this.ydoc, sv);
+    if (isEmptyUpdate(missing)) return;
+    if (missing.byteLength <= MAX_UPDATE) return this.#postUpdate(missing);
+    /** @type {Uint8Array[]} */
+    let batch = [];
+    let size = 0;
+    const send = () => {
+      if (batch.length) this.#postUpdate(batch.length === 1 ? batch[0] : Y.mergeUpdates(batch));
+      batch = [];
+      size = 0;
+    };
+    for (const u of this.log) {
+      const part = Y.diffUpdate(u, sv);
+      if (isEmptyUpdate(part)) continue;
+      if (size + part.byteLength > MAX_UPDATE) send();
+      batch.push(part);
+      size += part.byteLength;
+    }
+    send();
   }
 
   /** @param {Uint8Array} update */

@@ -5,7 +5,8 @@
 
 import { backoffDelay } from "./backoff.js";
 import { Emitter } from "./emitter.js";
-import { CloseCode, decodeFrame, encodeFrame, FrameError, MsgType, RECONNECT, SUBPROTOCOL, VERSION } from "./frames.js";
+import { CLIENT_MAX_FRAME, CloseCode, decodeFrame, encodeFrame, FrameError, MsgType, RECONNECT, SUBPROTOCOL, VERSION }
+  from "./frames.js";
 
 /** An `error` frame answering one of our requests. */
 export class LiveError extends Error {
@@ -204,7 +205,7 @@ export class LiveClient extends Emitter {
     let frame;
     try {
       if (typeof data === "string") throw new FrameError("text frame");
-      frame = decodeFrame(new Uint8Array(data));
+      frame = decodeFrame(new Uint8Array(data), CLIENT_MAX_FRAME);  // co-editing frames may pass 1 MiB
     } catch (err) {
       if (err instanceof FrameError) this.ws?.close(CloseCode.bad_frame, "bad frame");
       return;  // an unknown type from a newer server: ignored
