@@ -402,3 +402,32 @@ async def test_a_multi_megabyte_document(srv: ServerProcess, make_user: MakeUser
         await two.wait_for(lambda t: t.endswith("the end\n"))
         await one.wait_until(lambda: bool(one.saved), 20)
     assert await get_text(a.client, "/big.md") == big + "the end\n"
+
+
+async def test_saved_on_last_leave_and_on_shutdown(tmp_path: Path, make_user: MakeUser) -> None:
+    # A quiet period far longer than the test: only the last leave and the shutdown can save.
+    node = ServerProcess(tmp_path / "data", {"SATCHEL_COEDIT_SAVE_DELAY": "10m"}).start()
+    try:
+        a = await user(make_user, node)
+        await put_text(a.client, "/leave.txt", "a")
+        async with joined(node.url, token(a), "/leave.txt") as doc:
+            doc.insert(1, "b")
+            await doc.flush()
+            await asyncio.sleep(0.2)
+        for _ in range(100):
+            if await get_text(a.client, "/leave.txt") == "ab":
+                break
+            await asyncio.sleep(0.1)
+        assert await get_text(a.client, "/leave.txt") == "ab"
+        await put_text(a.client, "/stop.txt", "x")
+        live = await _connect(node, a)
+        doc = await DocSession.join(live, "/stop.txt")
+        doc.insert(1, "y")
+        await doc.flush()
+        await asyncio.sleep(0.3)
+        node.stop()  # SIGTERM: the node saves open documents before it exits
+        await live.close()
+        node.start()
+        assert await get_text(a.client, "/stop.txt") == "xy"
+    finally:
+        node.stop()

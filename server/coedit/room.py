@@ -93,6 +93,7 @@ class Room:
     _saver: asyncio.Task[None] | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _changes: list[bytes] = field(default_factory=list)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         # What each transaction really changed (Yrs reports only changes: an update that brings
@@ -151,6 +152,7 @@ class Room:
             self.last_editor = next((m for m in self.members.values() if m.role == "editor"), member)
         if not any(m.role == "editor" for m in self.members.values()) and self.dirty:
             self.deadline = 0.0  # the last editor left: save now
+            self._wake.set()
             self._ensure_saver()
         if not self.members:
             self._spawn(self._close_when_idle())
@@ -367,7 +369,10 @@ class Room:
         while self.dirty and not self.closed:
             wait = self.deadline - time.monotonic()
             if wait > 0:
-                await asyncio.sleep(wait)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):  # woken early: the last editor left
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
                 continue
             try:
                 await self.save()
