@@ -77,16 +77,17 @@ def random_edit(page: Page, rng: random.Random) -> None:
             page.keyboard.insert_text(piece)
 
 
-def converge(editors: list[Page], timeout: float = 15) -> str:
-    """Wait until every editor shows the same text and says Saved; return that text."""
+def converge(editors: list[Page], timeout: float = 30) -> str:
+    """Wait until every editor shows the same text and says Saved; return that text. (Generous: the
+    shared test machine runs at a load of 10+ on 2 cores; convergence itself takes milliseconds.)"""
     deadline = time.monotonic() + timeout
     while True:
         texts = [text_of(p) for p in editors]
-        saved = all(p.locator("#doc-saved").text_content() == "Saved" for p in editors)
-        if saved and len(set(texts)) == 1:
+        states = [p.locator("#doc-saved").text_content() for p in editors]
+        if all(st == "Saved" for st in states) and len(set(texts)) == 1:
             return texts[0]
         if time.monotonic() > deadline:
-            raise AssertionError(f"editors did not converge: saved={saved} texts={texts!r}")
+            raise AssertionError(f"editors did not converge: states={states} texts={texts!r}")
         time.sleep(0.2)
 
 
@@ -292,7 +293,7 @@ def test_browsers_on_two_nodes_converge(browser: Browser, web_nodes: tuple[Serve
         expect(a.locator(".cm-ySelectionInfo")).to_have_text(friend.name)
         expect(b.locator(".cm-ySelectionInfo")).to_have_text(owner.name)
         type_randomly([a, b], seed=7, rounds=30)
-        text = converge([a, b], timeout=20)
+        text = converge([a, b])
         wait_server_text(node2, friend, "/Team/cluster.md", text)
         wait_server_text(node1, owner, "/Team/cluster.md", text)
         screenshot(b, "coedit-two-nodes")
