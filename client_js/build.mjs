@@ -11,9 +11,10 @@ const common = {
   metafile: true, logLevel: /** @type {const} */ ("warning"), legalComments: /** @type {const} */ ("none"),
 };
 
-/** @param {esbuild.Metafile} meta @param {string} ext the one output with this extension */
-function output(meta, ext) {
-  const names = Object.keys(meta.outputs).filter((o) => o.endsWith(ext));
+/** @param {esbuild.Metafile} meta @param {string} ext @param {string} entry the source it is built from */
+function output(meta, ext, entry) {
+  // The app build is split (the editor is a chunk loaded on demand): the page names the entry only.
+  const names = Object.keys(meta.outputs).filter((o) => o.endsWith(ext) && meta.outputs[o].entryPoint === entry);
   if (names.length !== 1) throw new Error(`expected one ${ext} output, got ${names}`);
   return `/assets/${basename(names[0])}`;
 }
@@ -24,10 +25,11 @@ const worker = await esbuild.build({ ...common, entryPoints: { "scan-worker": "s
 const app = await esbuild.build({
   ...common,
   entryPoints: { app: "src/app/main.js", styles: "src/app/styles.css" },
-  define: { SCAN_WORKER_URL: JSON.stringify(output(worker.metafile, ".js")) },
+  splitting: true, chunkNames: "[name]-[hash]",  // flat names: /assets/{name} serves no folders
+  define: { SCAN_WORKER_URL: JSON.stringify(output(worker.metafile, ".js", "src/app/scan-worker.js")) },
 });
 const html = readFileSync("src/app/index.html", "utf8")
-  .replace("{{APP_JS}}", output(app.metafile, ".js"))
-  .replace("{{STYLES_CSS}}", output(app.metafile, ".css"));
+  .replace("{{APP_JS}}", output(app.metafile, ".js", "src/app/main.js"))
+  .replace("{{STYLES_CSS}}", output(app.metafile, ".css", "src/app/styles.css"));
 writeFileSync(`${dist}index.html`, html);
 console.log(`built ${dist}: ${Object.keys({ ...worker.metafile.outputs, ...app.metafile.outputs }).length} assets`);

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
-import { CloseCode, decodeFrame, encodeFrame, FrameError, MAX_FRAME, MsgType, ProtocolError, RECONNECT, SUBPROTOCOL,
+import { CLIENT_MAX_FRAME, CloseCode, decodeFrame, encodeFrame, FrameError, MAX_FRAME, MsgType, ProtocolError, RECONNECT, SUBPROTOCOL,
   VERSION } from "../src/lib/frames.js";
 
 const doc = JSON.parse(readFileSync(new URL("../../tests/vectors/frames.json", import.meta.url), "utf8"));
@@ -23,6 +23,7 @@ test("constants match the Python protocol module", () => {
   assert.equal(VERSION, doc.version);
   assert.equal(SUBPROTOCOL, doc.subprotocol);
   assert.equal(MAX_FRAME, doc.max_frame);
+  assert.equal(CLIENT_MAX_FRAME, doc.client_max_frame);
   assert.deepEqual({ ...MsgType }, doc.types);
   assert.deepEqual({ ...CloseCode }, doc.close_codes);
   assert.deepEqual([...RECONNECT].sort((a, b) => a - b), doc.reconnect);
@@ -50,4 +51,11 @@ for (const bad of doc.bad_frames) {
 
 test("a frame over 1 MiB is refused before decoding", () => {
   assert.throws(() => decodeFrame(new Uint8Array(MAX_FRAME + 1)), FrameError);
+});
+
+test("frames from the server may pass 1 MiB up to the limit given (a document's state)", () => {
+  const update = new Uint8Array(3 * MAX_FRAME).fill(7);
+  const frame = decodeFrame(encodeFrame(MsgType.doc_joined, 4, { doc: 1, update }), CLIENT_MAX_FRAME);
+  assert.equal(frame.body.update.byteLength, 3 * MAX_FRAME);
+  assert.throws(() => decodeFrame(encodeFrame(MsgType.doc_update, 0, { doc: 1, update }), 2 * MAX_FRAME), FrameError);
 });

@@ -24,11 +24,12 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "client_js" / "dis
 _ASSET = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,200}")
 IMMUTABLE = "public, max-age=31536000, immutable"
 # The app talks to this origin (REST, WebSocket) and to an object store's presigned URLs (any
-# origin); BLAKE3 runs as WebAssembly; previews are blob: URLs.
+# origin); BLAKE3 runs as WebAssembly; previews are blob: URLs. Style attributes (never <style>
+# elements) are allowed: the live editor colours each person's cursor and selection with one.
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
        "connect-src 'self' blob: ws: wss: http: https:; img-src 'self' blob: data:; media-src 'self' blob:; "
-       "frame-src 'self' blob:; object-src 'self' blob:; style-src 'self'; base-uri 'none'; "
-       "form-action 'self'; frame-ancestors 'none'")
+       "frame-src 'self' blob:; object-src 'self' blob:; style-src 'self'; style-src-attr 'unsafe-inline'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 class WholeFile(FileResponse):

@@ -25,6 +25,7 @@ from server.ws.protocol import Frame, MsgType
 
 HERE = Path(__file__).parent
 HASH = bytes(range(32))  # a recognizable 32-byte chunk hash
+AWARE = b'{"user":{"name":"alice","color":"#1f6feb"}}'  # one awareness state (client 1, clock 1)
 
 
 def pseudo_random(seed: int, size: int) -> bytes:
@@ -83,6 +84,21 @@ FRAMES: list[tuple[str, Frame]] = [
     ("presence_event", Frame(MsgType.presence_event, 0, {"ns": 7, "path": "/Work", "event": "leave", "member": {
         "key": "n1:s2", "user_id": 8, "user": "bob", "device_id": 14, "device": "phone",
         "kind": "mobile", "state": None, "since_ms": 1764000000500}})),
+    # Co-editing: Yjs v1 bytes (an update inserting "hé👍" into Y.Text "text" by client 1, its state
+    # vector) and a y-protocols awareness update, all msgpack bin.
+    ("doc_join", Frame(MsgType.doc_join, 10, {"path": "/Apollo/notes.md", "sv": b"\x00"})),
+    ("doc_join-ns", Frame(MsgType.doc_join, 11, {"path": "/notes.md", "ns": 31, "sv": b"\x01\x01\x05"})),
+    ("doc_joined", Frame(MsgType.doc_joined, 10, {
+        "doc": 1, "ns": 31, "path": "/notes.md", "file_id": 90, "role": "editor",
+        "update": bytes.fromhex("01010100040104746578740768c3a9f09f918d00"), "sv": b"\x01\x01\x04", "rev": 311})),
+    ("doc_update", Frame(MsgType.doc_update, 12, {"doc": 1, "update": bytes.fromhex("0101010404010474657874016100")})),
+    ("doc_update-push", Frame(MsgType.doc_update, 0, {
+        "doc": 1, "update": bytes.fromhex("0101020004010474657874016200")})),
+    ("doc_awareness", Frame(MsgType.doc_awareness, 13, {"doc": 1, "update": bytes([1, 1, 1, len(AWARE)]) + AWARE})),
+    ("doc_leave", Frame(MsgType.doc_leave, 14, {"doc": 1})),
+    ("doc_left", Frame(MsgType.doc_left, 14, {"doc": 1})),
+    ("doc_saved", Frame(MsgType.doc_saved, 0, {"doc": 1, "rev": 312})),
+    ("doc_closed", Frame(MsgType.doc_closed, 0, {"doc": 1, "reason": "moved"})),
 ]
 
 
@@ -128,6 +144,7 @@ def frames_document() -> dict[str, Any]:
         "version": protocol.VERSION,
         "subprotocol": protocol.SUBPROTOCOL,
         "max_frame": protocol.MAX_FRAME,
+        "client_max_frame": protocol.CLIENT_MAX_FRAME,
         "types": {t.name: int(t) for t in MsgType},
         "close_codes": {c.name: int(c) for c in protocol.CloseCode},
         "reconnect": sorted(int(c) for c in protocol.RECONNECT),

@@ -34,6 +34,10 @@ def test_js_library_against_the_server(server: ServerProcess) -> None:
     run_node("test/server.test.js", env={"SATCHEL_TEST_SERVER": server.url})
 
 
+def test_js_coedit_provider_against_the_server(server: ServerProcess) -> None:
+    run_node("test/coedit.test.js", env={"SATCHEL_TEST_SERVER": server.url})
+
+
 def test_js_types_check() -> None:
     tsc = CLIENT / "node_modules" / ".bin" / "tsc"
     proc = subprocess.run([node_bin(), str(tsc), "-p", "jsconfig.json"], cwd=CLIENT, capture_output=True,

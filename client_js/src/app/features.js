@@ -5,3 +5,4 @@ import "./quota.js";
 import "./search.js";
 import "./share.js";
 import "./public-link.js";
+import "./editor.js";

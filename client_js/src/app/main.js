@@ -94,7 +94,11 @@ async function signedIn(user) {
 
   /** @type {FilesView | null} */
   let files = null;
+  /** @type {(() => void) | undefined} a view's clean-up (e.g. the editor leaving its document) */
+  let dispose;
   const route = () => {
+    dispose?.();
+    dispose = undefined;
     const hash = location.hash || "#/files/";
     const [, name = "files", ...rest] = hash.slice(1).split("/");
     for (const a of nav.querySelectorAll("a")) a.toggleAttribute("aria-current", a.dataset.nav === name);
@@ -108,7 +112,9 @@ async function signedIn(user) {
     const view = views.get(name);
     files?.destroy();
     files = null;
-    mount(area, view ? view(ctx, rest.map(decodeURIComponent).join("/")) : h("main", { id: "main" }, h("h1", { text: "Not found" })));
+    const el = view ? view(ctx, rest.map(decodeURIComponent).join("/")) : h("main", { id: "main" }, h("h1", { text: "Not found" }));
+    dispose = /** @type {{dispose?: () => void}} */ (el).dispose;
+    mount(area, el);
   };
   window.onhashchange = route;
   route();

@@ -1,6 +1,7 @@
 // Extension points, so later views plug in without editing the files view:
 //   navItems   links in the header (e.g. Trash, Search)            -> {id, label, href}
 //   views      hash routes "#/<name>/..." rendered in the main area -> (ctx, rest) => HTMLElement
+//              (an element with a `dispose` function has it called when the route changes)
 //   rowActions buttons on a row (e.g. Versions, Share)              -> {id, label, applies(entry), run(ctx, entry)}
 //   toolbarActions buttons in the files toolbar                     -> {id, label, run(ctx, folderPath)}
 //   headerItems  widgets in the header (e.g. quota, search box)     -> (ctx) => HTMLElement

@@ -7,6 +7,9 @@ import { Decoder, Encoder } from "@msgpack/msgpack";
 export const VERSION = 1;
 export const SUBPROTOCOL = "satchel.v1";
 export const MAX_FRAME = 1024 * 1024;
+/** The most a client accepts from the server: document frames carry a whole document's state
+ * (up to `welcome.limits.doc_frame`; protocol.md, "Co-editing", "Frame sizes"). */
+export const CLIENT_MAX_FRAME = 256 * 1024 * 1024;
 
 /** Message type codes; retired codes are never reused. */
 export const MsgType = Object.freeze({
@@ -14,6 +17,8 @@ export const MsgType = Object.freeze({
   subscribe: 10, subscribed: 11, unsubscribe: 12, unsubscribed: 13, change: 14, resync: 15, revoked: 16,
   commit: 20, committed: 21, commit_batch: 22, committed_batch: 23, fetch: 24, fetched: 25,
   presence_set: 30, presence: 31, presence_event: 32,
+  doc_join: 40, doc_joined: 41, doc_update: 42, doc_awareness: 43, doc_leave: 44, doc_left: 45, doc_saved: 46,
+  doc_closed: 47,
 });
 
 /** @type {Map<number, string>} */
@@ -54,10 +59,13 @@ export class FrameError extends ProtocolError {
 
 // Python's msgpack packs ints minimally, str as str8/16/32 and bytes as bin: so does this encoder.
 const encoder = new Encoder({ ignoreUndefined: true });
-const decoder = new Decoder({
-  maxStrLength: MAX_FRAME, maxBinLength: MAX_FRAME, maxArrayLength: 100_000, maxMapLength: 1_000,
+/** @param {number} limit */
+const makeDecoder = (limit) => new Decoder({
+  maxStrLength: limit, maxBinLength: limit, maxArrayLength: 100_000, maxMapLength: 1_000,
   maxExtLength: 0, useBigInt64: false,
 });
+/** @type {Map<number, Decoder>} one decoder per frame limit in use */
+const decoders = new Map([[MAX_FRAME, makeDecoder(MAX_FRAME)]]);
 
 /** @param {number} code @returns {string | undefined} the message type's name */
 export function typeName(code) {
@@ -80,11 +88,15 @@ const isInt = (v) => typeof v === "number" && Number.isInteger(v);
  * Parse one frame. Throws FrameError for anything that is not [int type, int id >= 0, map body],
  * ProtocolError (with the request id) for a well-formed frame of an unknown type.
  * @param {Uint8Array | ArrayBuffer} data
+ * @param {number} [limit] the largest frame accepted: MAX_FRAME (what a client may send), or
+ *   more for frames from the server (CLIENT_MAX_FRAME, `welcome.limits.doc_frame`)
  * @returns {Frame}
  */
-export function decodeFrame(data) {
+export function decodeFrame(data, limit = MAX_FRAME) {
   const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
-  if (bytes.byteLength > MAX_FRAME) throw new FrameError("frame too large");
+  if (bytes.byteLength > limit) throw new FrameError("frame too large");
+  let decoder = decoders.get(limit);
+  if (!decoder) decoders.set(limit, decoder = makeDecoder(limit));
   /** @type {unknown} */
   let obj;
   try {

@@ -5,7 +5,8 @@
 
 import { backoffDelay } from "./backoff.js";
 import { Emitter } from "./emitter.js";
-import { CloseCode, decodeFrame, encodeFrame, FrameError, MsgType, RECONNECT, SUBPROTOCOL, VERSION } from "./frames.js";
+import { CLIENT_MAX_FRAME, CloseCode, decodeFrame, encodeFrame, FrameError, MsgType, RECONNECT, SUBPROTOCOL, VERSION }
+  from "./frames.js";
 
 /** An `error` frame answering one of our requests. */
 export class LiveError extends Error {
@@ -23,7 +24,8 @@ export class LiveError extends Error {
  * @typedef {{ns: number, seq: number | null, cursor: string | null}} Subscription
  * @typedef {{open: any, change: any, presence: any, presence_event: any, status: LiveStatus, resync: any,
  *            revoked: {ns: number, cursor: string, reason: string},
- *            reset: {ns: number, code: string}, closed: {code: number, reason: string}}} LiveEvents
+ *            reset: {ns: number, code: string}, closed: {code: number, reason: string},
+ *            doc: import("./frames.js").Frame}} LiveEvents
  * @typedef {{WebSocket?: any, url?: string, client?: string, maxDelayMs?: number}} LiveOptions
  */
 
@@ -66,7 +68,14 @@ export class LiveClient extends Emitter {
       [MsgType.resync]: (f) => this.#onResync(f.body),
       [MsgType.revoked]: (f) => this.#onRevoked(/** @type {LiveEvents["revoked"]} */ (f.body)),
       [MsgType.presence_event]: (f) => this.emit("presence_event", f.body),
+      // Co-editing pushes (id 0) go to the document session holding that handle (coedit.js).
+      [MsgType.doc_update]: (f) => this.emit("doc", f),
+      [MsgType.doc_awareness]: (f) => this.emit("doc", f),
+      [MsgType.doc_saved]: (f) => this.emit("doc", f),
+      [MsgType.doc_closed]: (f) => this.emit("doc", f),
     };
+    /** @type {Map<number, (err: LiveError) => void>} requests without a success reply, by id */
+    this.unanswered = new Map();
   }
 
   /** @param {LiveStatus} status */
@@ -116,6 +125,7 @@ export class LiveClient extends Emitter {
         clearTimeout(this.timer);
         for (const p of this.pending.values()) p.reject(new LiveError("closed", `connection closed (${ev.code})`));
         this.pending.clear();
+        this.unanswered.clear();
         this.emit("closed", { code: ev.code, reason: ev.reason });
         const again = this.wanted && (RECONNECT.has(ev.code) || ev.code === 1006 || ev.code === CloseCode.hello_timeout
                                       || (welcomed && ev.code === CloseCode.normal));
@@ -161,6 +171,22 @@ export class LiveClient extends Emitter {
     });
   }
 
+  /**
+   * A request that has no reply when it succeeds (`doc_update`, `doc_awareness`): `onError` gets
+   * the `error` frame if the server refuses it. Returns false when not connected (nothing sent).
+   * @param {number} type @param {Record<string, any>} body @param {(err: LiveError) => void} onError
+   */
+  post(type, body, onError) {
+    if (!this.ws || this.ws.readyState !== 1) return false;
+    const id = this.#id();
+    this.unanswered.set(id, onError);
+    // Success is silent, so ids are forgotten oldest first: a refusal comes back within a round
+    // trip, long before 4,096 later requests.
+    if (this.unanswered.size > 4096) this.unanswered.delete(/** @type {number} */ (this.unanswered.keys().next().value));
+    this.#send(type, id, body);
+    return true;
+  }
+
   /** Close when nothing arrives for the idle timeout (the server pings every heartbeat). */
   #watchdog() {
     this.lastHeard = Date.now();
@@ -179,7 +205,7 @@ export class LiveClient extends Emitter {
     let frame;
     try {
       if (typeof data === "string") throw new FrameError("text frame");
-      frame = decodeFrame(new Uint8Array(data));
+      frame = decodeFrame(new Uint8Array(data), CLIENT_MAX_FRAME);  // co-editing frames may pass 1 MiB
     } catch (err) {
       if (err instanceof FrameError) this.ws?.close(CloseCode.bad_frame, "bad frame");
       return;  // an unknown type from a newer server: ignored
@@ -187,7 +213,13 @@ export class LiveClient extends Emitter {
     const handler = this.handlers[frame.type];
     if (handler) return handler(frame);
     const waiting = frame.id ? this.pending.get(frame.id) : undefined;
-    if (!waiting) return;
+    if (!waiting) {
+      const onError = frame.type === MsgType.error ? this.unanswered.get(frame.id) : undefined;
+      if (!onError) return;
+      this.unanswered.delete(frame.id);
+      const { code, message, ...details } = frame.body;
+      return onError(new LiveError(code, message, details));
+    }
     this.pending.delete(frame.id);
     if (frame.type === MsgType.error) {
       const { code, message, ...details } = frame.body;
