@@ -316,3 +316,38 @@ async def test_cli_shares_a_file(server: ServerProcess, make_user: MakeUser, dev
     assert await get_text(owner, "/Docs/report.pdf", tmp_path) == b"%PDF edited by bob"
     await asyncio.to_thread(run, "unshare", "/Docs/report.pdf", bob.name)
     await refused(ErrorCode.not_found, bob.client.stat("/report.pdf"))
+
+
+async def test_signed_link_content_url_stands_for_the_password(server: ServerProcess, make_user: MakeUser,
+                                                               tmp_path: Path) -> None:
+    """A password link's bytes through a URL a download manager can fetch (no header); the link's
+    revocation still counts at once, and the URL names one link and one path."""
+    owner = await make_user("o")
+    await put_text(owner, "/Docs/a.txt", b"first file", tmp_path)
+    await put_text(owner, "/Docs/b.txt", b"second file", tmp_path)
+    link = await owner.client.create_link("/Docs", password=PW)
+    other = await owner.client.create_link("/Docs", password=PW)
+    route = link["url"].removeprefix(server.url)
+    pw = {"X-Satchel-Link-Password": PW}
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        r = http.get(route + "/content-url", params={"path": "/a.txt"})
+        assert (r.status_code, r.json()["error"]) == (401, "password_required")
+        r = http.get(route + "/content-url", params={"path": "/nope.txt"}, headers=pw)
+        assert (r.status_code, r.json()["error"]) == (404, "not_found")
+        got = http.get(route + "/content-url", params={"path": "/a.txt"}, headers=pw).json()
+        assert got["size"] == 10 and got["url"].startswith(server.url + route + "/content?")
+        signed = got["url"].removeprefix(server.url)
+        r = http.get(signed)
+        assert (r.status_code, r.content) == (200, b"first file")
+        r = http.get(signed, headers={"Range": "bytes=6-"})
+        assert (r.status_code, r.content) == (206, b"file")
+        assert http.head(signed).status_code == 200
+        # Another path, another link's token, or a forged signature: refused.
+        for bad in (signed.replace("a.txt", "b.txt"),
+                    signed.replace(route, other["url"].removeprefix(server.url)),
+                    signed[:-3] + ("AAA" if not signed.endswith("AAA") else "BBB")):
+            r = http.get(bad)
+            assert (r.status_code, r.json()["error"]) == (403, "bad_signature"), bad
+        await owner.client.revoke_link(link["id"])
+        r = http.get(signed)
+        assert (r.status_code, r.json()["error"]) == (404, "not_found")

@@ -308,6 +308,7 @@ PUBLIC: dict[tuple[str, str], tuple[str, str, Cell]] = {
     ("GET", "/api/v1/public/links/{token}"): ("download", "", LINK_CELL),
     ("GET", "/api/v1/public/links/{token}/content"): ("download", "/content", LINK_CELL),
     ("HEAD", "/api/v1/public/links/{token}/content"): ("download", "/content", LINK_CELL),
+    ("GET", "/api/v1/public/links/{token}/content-url"): ("download", "/content-url", LINK_CELL),
     ("PUT", "/api/v1/public/links/{token}/files/{name}"): ("upload", "/files/in.txt", LINK_CELL),
 }
 

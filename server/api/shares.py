@@ -117,10 +117,23 @@ async def public_link(request: Request) -> Response:
 
 
 async def public_content(request: Request) -> Response:
-    """The bytes of the link's file (or of ``path`` inside its folder), with Range support."""
-    o = await _opened(request)
-    c = await links.content(services(request), o, request.query_params.get("path"), request.headers.get("range"))
+    """The bytes of the link's file (or of ``path`` inside its folder), with Range support. With the
+    password header, or without it through a signed URL from ``content-url``."""
+    if "sig" in request.query_params:
+        o, sub = await links.open_signed(services(request), request.path_params["token"],
+                                         dict(request.query_params))
+    else:
+        o, sub = await _opened(request), request.query_params.get("path")
+    c = await links.content(services(request), o, sub, request.headers.get("range"))
     return content_response(request, c)
+
+
+async def public_content_url(request: Request) -> Response:
+    """A signed URL of the link's file (or of ``path`` inside its folder) for a download manager,
+    which cannot send the password header: ``{url, size, expires_at}``."""
+    o = await _opened(request)
+    return JSONResponse(await links.content_url(services(request), o, request.path_params["token"],
+                                                request.query_params.get("path"), base_url(request)))
 
 
 async def public_upload(request: Request) -> Response:
@@ -146,5 +159,6 @@ routes = [
     Route("/api/v1/links/{link_id}", revoke_link, methods=["DELETE"]),
     Route("/api/v1/public/links/{token}", public_link, methods=["GET"]),
     Route("/api/v1/public/links/{token}/content", public_content, methods=["GET", "HEAD"]),
+    Route("/api/v1/public/links/{token}/content-url", public_content_url, methods=["GET"]),
     Route("/api/v1/public/links/{token}/files/{name}", public_upload, methods=["PUT"]),
 ]

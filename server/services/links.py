@@ -146,7 +146,9 @@ class Opened:
 _GONE = "no such link (or it has expired or been revoked)"
 
 
-async def open_link(svc: Services, token: str, password: str | None) -> Opened:
+async def open_link(svc: Services, token: str, password: str | None, *, password_checked: bool = False) -> Opened:
+    """The live link behind *token*; its password is checked unless a signed URL (``content_url``)
+    already proves it was given. Revocation, expiry and the creator's rights count on every call."""
     if not token.startswith(PREFIX) or len(token) > 100 or not token.isascii():
         raise SatchelError(ErrorCode.not_found, _GONE)
     async with svc.db.read() as s:
@@ -163,7 +165,8 @@ async def open_link(svc: Services, token: str, password: str | None) -> Opened:
             if row is None or need & ~access.perms(Mount(ns.id, ns.owner_id, row.mount_path, row.role,
                                                          row.can_reshare)):
                 raise SatchelError(ErrorCode.not_found, _GONE)
-    if link.password_hash is not None and not await verify_password(link.password_hash, password or ""):
+    if link.password_hash is not None and not password_checked and not await verify_password(
+            link.password_hash, password or ""):
         raise SatchelError(ErrorCode.password_required, "this link needs its password "
                            "(header X-Satchel-Link-Password* or X-Satchel-Link-Password)")
     return Opened(link, root, ns.owner_id)
@@ -219,6 +222,11 @@ async def describe(svc: Services, o: Opened, sub: object, after: str | None) -> 
 
 
 async def content(svc: Services, o: Opened, sub: object, range_header: str | None) -> downloads.Content:
+    return downloads.revision_content(svc, await _file(svc, o, sub), range_header)
+
+
+async def _file(svc: Services, o: Opened, sub: object) -> downloads.FileRevision:
+    """The head revision of the link's file, or of *sub* inside its folder."""
     if o.link.mode != "download":
         raise SatchelError(ErrorCode.forbidden, "this link only takes uploads (a file request)")
     inner = o.root.path if o.root is not None and o.root.kind == "file" else _inner(o, sub)
@@ -226,8 +234,33 @@ async def content(svc: Services, o: Opened, sub: object, range_header: str | Non
         node = await tree.get_node(s, o.link.ns_id, inner)
         if node is None or node.deleted_ms is not None:
             raise SatchelError(ErrorCode.not_found, "no such file in this link", path=_relative(o, inner))
-        fr = await downloads.head_of(s, node)
-    return downloads.revision_content(svc, fr, range_header)
+        return await downloads.head_of(s, node)
+
+
+def public_content_path(token: str) -> str:
+    return f"/api/v1/public/links/{token}/content"
+
+
+async def content_url(svc: Services, o: Opened, token: str, sub: object, base_url: str) -> dict[str, Any]:
+    """A signed URL of the link's file (or of *sub* in its folder) that needs no password header, so
+    a browser's download manager can fetch it (streamed to disk, resumed with Range). It stands
+    for the password only: each use still opens the link, so revocation and expiry count at once."""
+    fr = await _file(svc, o, sub)  # refuses upload-only links and missing files now, not at download
+    params: dict[str, str | int] = {"l": o.link.id}
+    if sub not in (None, ""):
+        params["path"] = str(sub)
+    url = svc.signer.sign("GET", public_content_path(token), params, svc.config.url_ttl)
+    expires = int(url.rsplit("exp=", 1)[1].split("&", 1)[0])
+    return {"url": base_url + url, "size": fr.rev.size, "expires_at": iso(expires * 1000)}
+
+
+async def open_signed(svc: Services, token: str, query: dict[str, str]) -> tuple[Opened, str | None]:
+    """Check a signed link content URL; return the open link and the path inside it."""
+    params = svc.signer.verify("GET", public_content_path(token), query)
+    o = await open_link(svc, token, None, password_checked=True)
+    if params.get("l") != str(o.link.id):
+        raise SatchelError(ErrorCode.bad_signature, "this URL was signed for another link")
+    return o, params.get("path")
 
 
 async def receive(svc: Services, o: Opened, name: str, size: int, mime: str | None,

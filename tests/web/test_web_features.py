@@ -190,5 +190,7 @@ def test_share_a_file_with_a_person_live_and_a_unicode_link_password(pages: Page
     stranger.get_by_role("button", name="Open").click()
     with stranger.expect_download() as info:
         stranger.get_by_role("button", name="Download report.txt").click()
+    # A signed URL stands for the password: the download manager streams it, not the page's memory.
+    assert re.search(r"/api/v1/public/links/satl_[A-Za-z0-9_-]{43}/content\?.*sig=", info.value.url), info.value.url
     info.value.save_as(tmp_path / "report.txt")
     assert (tmp_path / "report.txt").read_bytes() == b"numbers v2, longer\n"

@@ -32,25 +32,22 @@ function linkPage(api, token) {
 
   /** @param {string} path @param {string} name */
   const download = async (path, name) => {
-    if (!password) {  // the plain URL: the browser's download manager streams it to disk
+    // Through the browser's download manager (streamed to disk, resumable), never through the
+    // page's memory: the plain URL, or for a password link a signed URL that stands for it.
+    let href;
+    if (!password) {
       const url = new URL(api.publicContentUrl(token), globalThis.location.href);
       if (path) url.searchParams.set("path", path);
-      const a = h("a", { href: url.href, download: name, hidden: true });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      return;
+      href = url.href;
+    } else {
+      try {
+        href = (await api.publicContentLink(token, { path: path || undefined, password })).url;
+      } catch (err) { return explain(err); }
     }
-    try {
-      // The password travels in a header, which a download manager cannot send: through the page.
-      const resp = await api.publicContent(token, { path: path || undefined, password });
-      const url = URL.createObjectURL(await resp.blob());
-      const a = h("a", { href: url, download: name, hidden: true });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
-    } catch (err) { explain(err); }
+    const a = h("a", { href, download: name, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
   };
 
   /** @param {string} path inside the link's folder ("" = the link itself) */

@@ -211,6 +211,12 @@ export class Api {
   }
   /** The link's content URL (for a link without a password). @param {string} token */
   publicContentUrl(token) { return `${this.server}/api/v1/public/links/${encodeURIComponent(token)}/content`; }
+  /** A signed URL of the link's file (or of `path` in its folder) that needs no password header,
+   * for the browser's download manager. @param {string} token @param {{path?: string, password?: string}} [opts]
+   * @returns {Promise<{url: string, size: number, expires_at: string}>} */
+  publicContentLink(token, { path, password } = {}) {
+    return this.#public(`/api/v1/public/links/${encodeURIComponent(token)}/content-url`, { path }, password).then((r) => r.json());
+  }
   /** The bytes of the link's file (or of `path` in its folder), as a Response to stream or read.
    * @param {string} token @param {{path?: string, password?: string}} [opts] @returns {Promise<Response>} */
   publicContent(token, { path, password } = {}) {
