@@ -524,18 +524,21 @@ async def commit(svc: Services, who: Principal, upload_id: str) -> dict[str, Any
             .where(UploadChunk.upload_id == upload_id)))
         await s.execute(sql_delete(UploadChunk).where(UploadChunk.upload_id == upload_id))
 
-    async with svc.db.write() as s:
-        upload = await _load(s, who, upload_id)
-        access.check_ns(who, upload.ns_id, Perm.WRITE)  # the role may have changed since the announce
-        if upload.committed_rev_id is not None:
-            raise SatchelError(ErrorCode.upload_committed, "this upload was committed concurrently")
-        new = NewRevision(upload.ns_id, upload.owner_id, upload.path, upload.parent_rev_id, upload.size,
-                          upload.content_hash, upload.chunk_count, upload.mime, upload.mtime_ms)
-        node, op = await write_revision(s, who, new, candidates, copy_session_chunks)
-        upload.committed_rev_id = node.head_rev_id  # settles its quota reservation
-        result = tree.shown(who, node)
-    await search_index.index_content(svc, node.id, node.head_rev_id)
-    log.info("commit %s rev=%s size=%d chunks=%d new_chunks=%d", op, node.head_rev_id, new.size,
+    async def write() -> tuple[Node, str, NewRevision, dict[str, Any]]:
+        async with svc.db.write() as s:
+            upload = await _load(s, who, upload_id)
+            access.check_ns(who, upload.ns_id, Perm.WRITE)  # the role may have changed since the announce
+            if upload.committed_rev_id is not None:
+                raise SatchelError(ErrorCode.upload_committed, "this upload was committed concurrently")
+            new = NewRevision(upload.ns_id, upload.owner_id, upload.path, upload.parent_rev_id, upload.size,
+                              upload.content_hash, upload.chunk_count, upload.mime, upload.mtime_ms)
+            node, op = await write_revision(s, who, new, candidates, copy_session_chunks)
+            upload.committed_rev_id = node.head_rev_id  # settles its quota reservation
+            return node, op, new, tree.shown(who, node)
+
+    done, op, new, result = await svc.db.retry_races(write)
+    await search_index.index_content(svc, done.id, done.head_rev_id)
+    log.info("commit %s rev=%s size=%d chunks=%d new_chunks=%d", op, done.head_rev_id, new.size,
              new.chunk_count, len(candidates))
     return result
 
@@ -684,11 +687,14 @@ async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dic
     not the owner may name only chunks of a revision of this namespace)."""
     p = await prepare_ops(svc, who, body)
     await store_inline(svc, [p])
-    async with svc.db.write() as s:
-        # The guard before the owner's row, in every transaction that takes both (no lock cycle).
-        await refguard.adding_references(s)
-        node = await write_prepared(s, who, p)
-        result = tree.shown(who, node)
+    async def write() -> tuple[Node, dict[str, Any]]:
+        async with svc.db.write() as s:
+            # The guard before the owner's row, in every transaction that takes both (no lock cycle).
+            await refguard.adding_references(s)
+            node = await write_prepared(s, who, p)
+            return node, tree.shown(who, node)
+
+    node, result = await svc.db.retry_races(write)
     await search_index.index_content(svc, node.id, node.head_rev_id)
     return result
 

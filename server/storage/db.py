@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from server.core.errors import ErrorCode, SatchelError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -93,6 +94,19 @@ class Database:
             raise SatchelError(ErrorCode.conflict, "a concurrent change got there first; try again") from exc
         except (OperationalError, DBAPIError) as exc:
             raise _unavailable(exc) from exc
+
+    async def retry_races(self, attempt: Callable[[], Awaitable[T]], tries: int = 3) -> T:
+        """Run *attempt* (one ``write`` transaction) again when a unique constraint caught a
+        concurrent create (two uploads into one new folder on PostgreSQL): the loser rolled back
+        whole, and on the next try it finds what the winner made."""
+        for n in range(tries - 1):
+            try:
+                return await attempt()
+            except SatchelError as exc:
+                if not isinstance(exc.__cause__, IntegrityError):
+                    raise
+                log.info("write race (%s); trying again (%d)", exc.__cause__.__class__.__name__, n + 1)
+        return await attempt()
 
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent)."""

@@ -184,7 +184,10 @@ class Connection:
                 self.queued_bytes -= len(data)
                 if self.queued_bytes <= QUEUE_BYTES // 2:
                     self.room.set()
-                await self.t.send(data)
+                try:
+                    await self.t.send(data)
+                except WebSocketDisconnect:
+                    return  # the peer is gone; the reader sees the close and ends the session
 
     async def wait_for_room(self) -> None:
         """Backpressure for bulk sends (replays): wait until the queue is at most half full."""
