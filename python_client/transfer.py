@@ -177,7 +177,10 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
             except SatchelError as exc:
                 # hash/size mismatch at commit: a staged copy was damaged (e.g. a killed earlier run
                 # left a partial object); the server dropped it, and our bytes are hashed: send again.
-                if exc.code not in (ErrorCode.missing_chunks, ErrorCode.hash_mismatch, ErrorCode.size_mismatch):
+                # unavailable: the chunk store or database blipped; nothing was committed, staged
+                # chunks stay, and asking again sends only what is still missing.
+                if exc.code not in (ErrorCode.missing_chunks, ErrorCode.hash_mismatch, ErrorCode.size_mismatch,
+                                    ErrorCode.unavailable) or attempt == RETRIES - 1:
                     raise
             await _backoff(attempt)
             info = await client.upload_status(info["upload_id"])

@@ -480,3 +480,24 @@ async def test_s3_read_resumes_after_connection_drops_mid_body(s3_server: Rclone
     finally:
         await st.close()
         await proxy.stop()
+
+
+async def test_s3_promote_reads_again_after_connection_drops_mid_body(s3_server: RcloneS3) -> None:
+    """Commit hashes the staged object; a connection cut while reading it is not a failed commit."""
+    proxy = CuttingProxy(s3_server.endpoint)
+    endpoint = await proxy.start()
+    st = S3BlobStore(s3_server.bucket, f"t-{secrets.token_hex(4)}", endpoint=endpoint,
+                     access_key=s3_server.access_key, secret_key=s3_server.secret_key, session=SESSION)
+    await st.start()
+    try:
+        key, data = chunk(2 * PIECE + 777)
+        direct = await st.presign_upload("cut1", key, len(data), 60)
+        assert (await put_url(direct.url, data)).status_code == 200
+        proxy.cut_after = PIECE + 100  # mid-body of the staged object's GET
+        await st.promote("cut1", key, len(data))
+        assert proxy.cuts == 1
+        assert await read_all(st, key) == data
+        assert not staged_path(s3_server, st, "cut1", key).exists()
+    finally:
+        await st.close()
+        await proxy.stop()

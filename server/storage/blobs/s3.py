@@ -329,10 +329,19 @@ class S3BlobStore:
 
     async def promote(self, upload_id: str, key: BlobKey, size: int) -> None:
         staged = self._staging_key(upload_id, key)
-        with _translated("get_object", staged, "no chunk was uploaded", hash=key.hex):
-            resp = await self._s3.get_object(Bucket=self.bucket, Key=staged)
-        etag = resp.get("ETag")
-        error = await self._verify_stream(resp["Body"], staged, key, size)
+        for attempt in range(READ_ATTEMPTS):
+            with _translated("get_object", staged, "no chunk was uploaded", hash=key.hex):
+                resp = await self._s3.get_object(Bucket=self.bucket, Key=staged)
+            etag = resp.get("ETag")
+            try:
+                error = await self._verify_stream(resp["Body"], staged, key, size)
+                break
+            except SatchelError:
+                # The body broke mid-way (botocore retries requests, not bodies being read): the
+                # hash needs every byte, so read the staged object again from the start.
+                if attempt + 1 == READ_ATTEMPTS:
+                    raise
+                log.warning("s3 read of staged %s broke; reading it again", staged)
         if error is not None:
             await self._delete_quietly(staged)
             raise error
