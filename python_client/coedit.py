@@ -71,7 +71,9 @@ class DocSession:
 
     async def _join(self) -> None:
         body: dict[str, Any] = {"path": self.path, "sv": self.doc.get_state()}
-        if self.ns is not None:
+        if self.file_id:  # joined before: the file's document wherever the file is now
+            body["file_id"] = self.file_id
+        elif self.ns is not None:
             body["ns"] = self.ns
         reply = await self.live.request(MsgType.doc_join, body)
         b = reply.body

@@ -247,6 +247,71 @@ async def test_moved_file_keeps_its_session(srv: ServerProcess, make_user: MakeU
     assert await a.client.stat_or_none("/old.txt") is None
 
 
+@pytest.mark.parametrize("what", ["folder", "file"])
+async def test_a_document_open_when_it_becomes_shared_follows_the_share(
+        srv: ServerProcess, make_user: MakeUser, what: str) -> None:
+    """The owner is typing in /P/doc.md (their own namespace) when they share /P (or the file
+    alone): the session stays open, the member joins the same document and edits it, external
+    revisions and membership changes of the new namespace reach the room, and a rejoin after a
+    reconnect (by file id) finds the file in its new namespace."""
+    owner, ed = await user(make_user, srv), await user(make_user, srv)
+    await owner.client.mkdir("/P")
+    await put_text(owner.client, "/P/doc.md", "base\n")
+    live = await _connect(srv, owner)
+    mine = await DocSession.join(live, "/P/doc.md")
+    old_ns = mine.ns
+    mine.insert(0, "owner before\n")
+    await mine.wait_until(lambda: bool(mine.saved), 10)
+    share = await owner.client.share("/P" if what == "folder" else "/P/doc.md", ed.name, "editor")
+    mine.insert(len(mine.value), "owner after\n")  # typed while the room moves over
+    member_path = "/P/doc.md" if what == "folder" else "/doc.md"
+    async with joined(srv.url, token(ed), member_path) as theirs:
+        assert theirs.ns == share["ns"] != old_ns and theirs.role == "editor"
+        await theirs.wait_for(lambda t: "owner after" in t)
+        theirs.insert(0, "member\n")
+        want = "member\nowner before\nbase\nowner after\n"
+        await mine.wait_for(lambda t: t == want)
+        assert theirs.errors == [] and mine.errors == []
+        async with asyncio.timeout(10):  # saved as a revision in the share, readable by the member
+            while await get_text(ed.client, member_path) != want:
+                await asyncio.sleep(0.1)
+        # A revision made through the new namespace (the member's REST upload) is merged live.
+        await put_text(ed.client, member_path, want + "uploaded\n")
+        await mine.wait_for(lambda t: t.endswith("uploaded\n"))
+        # The owner's rejoin on a new connection names the file by id: found in the share now.
+        await live.close()
+        live = await _connect(srv, owner)
+        await mine.rejoin(live)
+        assert mine.ns == share["ns"]
+        mine.insert(0, "rejoined\n")
+        await theirs.wait_for(lambda t: t.startswith("rejoined\n"))
+        # Membership changes of the new namespace reach the room: removal closes the member's session.
+        uid = next(m["user_id"] for m in share["members"] if m["user"] == ed.name)
+        await owner.client.remove_member(share["ns"], uid)
+        with pytest.raises(DocClosed) as err:
+            await theirs.wait_for(lambda t: False, 10)
+        assert err.value.reason == "access_removed"
+    await live.close()
+
+
+async def test_join_by_file_id_is_checked(srv: ServerProcess, make_user: MakeUser) -> None:
+    a, b = await user(make_user, srv), await user(make_user, srv)
+    meta = await put_text(a.client, "/mine.txt", "secret")
+    async with LiveSession.connect(srv.url, token(b)) as live:
+        with pytest.raises(SatchelError) as err:
+            await live.request(MsgType.doc_join, {"file_id": meta["id"]})
+        assert err.value.code is ErrorCode.not_found
+        with pytest.raises(SatchelError) as err:
+            await live.request(MsgType.doc_join, {"file_id": 2**31 - 1})
+        assert err.value.code is ErrorCode.not_found
+        with pytest.raises(SatchelError) as err:
+            await live.request(MsgType.doc_join, {"file_id": "1"})
+        assert err.value.code is ErrorCode.bad_request
+    async with LiveSession.connect(srv.url, token(a)) as live:
+        reply = await live.request(MsgType.doc_join, {"file_id": meta["id"]})
+        assert reply.body["path"] == "/mine.txt" and reply.body["file_id"] == meta["id"]
+
+
 async def test_removed_member_is_closed(srv: ServerProcess, make_user: MakeUser) -> None:
     owner, ed = await user(make_user, srv), await user(make_user, srv)
     await owner.client.mkdir("/S")

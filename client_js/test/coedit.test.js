@@ -138,6 +138,36 @@ test("offline: edits typed while disconnected reach the other session after the 
   lb.close();
 });
 
+test("a folder shared while its document is open: editing goes on, and a rejoin finds the file in the share", async () => {
+  const { a, la, lb } = await twoDevices();
+  const friend = new Api(SERVER);
+  const friendName = `jf${randomBytes(5).toString("hex")}`;
+  await friend.signup(friendName, PASSWORD);
+  await a.mkdir("/Team");
+  await uploadBlob(a, new Blob(["plan\n"]), "/Team/plan.md");
+  const sa = new DocSession(la, "/Team/plan.md");
+  const sb = new DocSession(lb, "/Team/plan.md");
+  const before = await sa.join();
+  await sb.join();
+  const shared = await a.share("/Team", [{ user: friendName, role: "editor" }]);
+  sa.text.insert(sa.text.length, "after the share\n");
+  await until(() => sb.text.toString() === "plan\nafter the share\n", "the edit made after the share");
+  // The old namespace no longer holds the file: a rejoin by path there would fail; by id it works.
+  const offline = once(sa, "status");
+  la.ws.terminate();
+  assert.equal(await offline, "offline");
+  sa.text.insert(0, "offline ");
+  const rejoined = await once(sa, "joined");
+  assert.equal(rejoined.ns, shared.ns);
+  assert.notEqual(rejoined.ns, before.ns);
+  await until(() => sb.text.toString() === "offline plan\nafter the share\n", "the offline edit after the rejoin");
+  assert.equal(sa.status, "synced");
+  await sa.destroy();
+  await sb.destroy();
+  la.close();
+  lb.close();
+});
+
 test("over a frame: 2 MB typed offline is sent as several updates; a late joiner gets a doc_joined over 1 MiB", async () => {
   const { a, b, la, lb } = await twoDevices();
   await uploadBlob(a, new Blob(["top\n"]), "/long.txt");

@@ -77,10 +77,12 @@ class Coedit:
         async with self._opening[file_id]:
             room = self.rooms.get(file_id)
             if room is not None and not room.closed:
+                if room.ns_id != ns_id:  # the caller found the file in a namespace the room has not followed yet
+                    await room.follow_file()
                 return room
             room = Room(self.svc, self.settings, file_id, ns_id, path,
                         publish=lambda kind, data: self.bus.publish(channel(file_id), relay(self.node, kind, data)),
-                        on_empty=self._forget)
+                        on_empty=self._forget, on_moved=self._moved)
             handler = self._bus_handler(room)
             # Listen before loading, so nothing relayed meanwhile is missed (updates are idempotent).
             await self.bus.subscribe(channel(file_id), handler)
@@ -108,6 +110,14 @@ class Coedit:
         follower = self._followers.pop(room.file_id, None)
         if follower is not None:
             self.hub.detach(room.ns_id, follower)
+
+    async def _moved(self, room: Room, old_ns: int) -> None:
+        """The room's file moved to another namespace: follow that namespace's journal instead."""
+        follower = self._followers.get(room.file_id)
+        if follower is None or self.rooms.get(room.file_id) is not room:
+            return
+        self.hub.detach(old_ns, follower)
+        await self.hub.attach(room.ns_id, follower)
 
     def _bus_handler(self, room: Room) -> Any:
         def on_message(payload: bytes) -> None:

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from pycrdt import Doc, merge_updates
 
 from server.coedit import awareness, merge, store
 from server.coedit.text import UNIT_BYTES, YDoc, text_of
+from server.core import paths
 from server.core.errors import ErrorCode, SatchelError
 from server.services import access, accounts
 from server.services.access import Perm
@@ -78,6 +79,7 @@ class Room:
     path: str
     publish: Callable[[str, bytes], None]  # (kind, data) onto the bus channel of this document
     on_empty: Callable[[Room], None]
+    on_moved: Callable[[Room, int], Awaitable[None]]  # (room, old namespace): follow the new one
     doc: YDoc = field(default_factory=Doc)
     members: dict[str, Member] = field(default_factory=dict)
     table: awareness.Table = field(default_factory=awareness.Table)
@@ -273,15 +275,58 @@ class Room:
 
     def journal(self, entry: dict[str, Any]) -> None:
         """A change of this document's namespace (from the hub)."""
+        op = entry.get("op")
+        if entry.get("kind") == "mount" and op == "mount" and isinstance(entry.get("path"), str) \
+                and paths.is_within(self.path, entry["path"]):
+            self._spawn(self.follow_file())  # the file, or a folder holding it, became shared
+            return
         if entry.get("id") != self.file_id or entry.get("kind") != "file":
             return
-        op = entry.get("op")
         if op in ("delete", "purge"):
             self.close_all("deleted")
         elif op == "move" and isinstance(entry.get("path"), str):
             self.path = entry["path"]
         elif op in ("create", "modify") and isinstance(entry.get("rev"), int):
             self._spawn(self._revision_seen(entry["rev"]))
+
+    async def follow_file(self) -> None:
+        """The file may live in another namespace now (it, or a folder holding it, was shared):
+        the document follows it there, sessions and all, as it follows a rename. Each member's
+        grants are reloaded first, so their next edit is checked against the new namespace."""
+        async with self.lock:
+            if self.closed:
+                return
+            head = await store.head(self.svc, self.file_id)
+            if head is None:
+                self.close_all("deleted")
+                return
+            if head.ns_id == self.ns_id:
+                self.path = head.path
+                return
+            fresh: dict[str, Principal | None] = {}
+            for key, m in list(self.members.items()):
+                try:
+                    fresh[key] = await accounts.authenticate(self.svc, m.peer.token)
+                except SatchelError:
+                    fresh[key] = None  # a logged-out device is closed by its heartbeat
+            old_ns = self.ns_id
+            self.ns_id, self.path = head.ns_id, head.path
+            for key, who in fresh.items():
+                member = self.members.get(key)
+                if member is None or who is None:
+                    continue
+                member.who = who
+                grant = access.grant(who, self.ns_id)
+                if grant is None:
+                    self.close_member(member, "access_removed")
+                elif ("editor" if Perm.WRITE in access.perms(grant) else "viewer") != member.role:
+                    self.close_member(member, "role_changed")
+            await self.on_moved(self, old_ns)
+            log.info("document %d: followed the file from namespace %d to %d", self.file_id, old_ns, self.ns_id)
+        # Entries of the new namespace written before the room listened there: a revision made
+        # meanwhile is merged now (members' grants were reloaded above).
+        if head.rev is not None and head.rev != self.base_rev:
+            await self._revision_seen(head.rev)
 
     def member_changed(self, user_id: int) -> None:
         for m in list(self.members.values()):
@@ -353,7 +398,7 @@ class Room:
             self.publish("u", update)
         self._set_base(rev, new_base)
         state = self.doc.get_update()
-        await store.save_state(self.svc, self.file_id, self.ns_id, state, (rev, new_base),
+        await store.save_state(self.svc, self.file_id, state, (rev, new_base),
                                expect_base=row.base_rev if row is not None else self.base_rev)
         log.info("document %d: merged external revision %d", self.file_id, rev)
         if str(text_of(self.doc)) != new_text:  # edits made meanwhile: save the merged text
@@ -391,14 +436,14 @@ class Room:
                 who = await self._writer()
                 if text == self.base_text or who is None or self.base_rev is None:
                     # Nothing to commit (or nobody allowed to): keep the CRDT state at least.
-                    if not await store.save_state(self.svc, self.file_id, self.ns_id, state):
+                    if not await store.save_state(self.svc, self.file_id, state):
                         self.close_all("deleted")
                         return
                     if self.edits == edits:
                         self.dirty = False
                     return
                 try:
-                    rev = await store.save_revision(self.svc, who, self.file_id, self.ns_id, text,
+                    rev = await store.save_revision(self.svc, who, self.file_id, text,
                                                     self.base_rev, state)
                 except SatchelError as exc:
                     if exc.code is not ErrorCode.conflict:

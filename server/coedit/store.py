@@ -90,12 +90,13 @@ async def _write(s: AsyncSession, file_id: int, ns_id: int, state: bytes, base: 
                         updated_ms=now_ms()))
         return
     row.state = merge_updates(bytes(row.state), state)
+    row.ns_id = ns_id  # the file's namespace now (sharing a folder moves its files to a new one)
     if base is not None and (expect_base is True or row.base_rev == expect_base):
         row.base_rev, row.base_state = base
     row.updated_ms = now_ms()
 
 
-async def save_state(svc: Services, file_id: int, ns_id: int, state: bytes,
+async def save_state(svc: Services, file_id: int, state: bytes,
                      base: tuple[int | None, bytes] | None = None, expect_base: int | None = None) -> bool:
     """Store the CRDT state (no revision), and *base* if the stored base is *expect_base*.
     False when the file is gone."""
@@ -103,7 +104,7 @@ async def save_state(svc: Services, file_id: int, ns_id: int, state: bytes,
         node = await s.get(Node, file_id)
         if node is None or node.deleted_ms is not None:
             return False
-        await _write(s, file_id, ns_id, state, base, expect_base)
+        await _write(s, file_id, node.ns_id, state, base, expect_base)
     return True
 
 
@@ -115,14 +116,14 @@ async def create_if_absent(svc: Services, file_id: int, ns_id: int, row: Row) ->
                         .on_conflict_do_nothing(index_elements=["file_id"]))
 
 
-async def save_revision(svc: Services, who: Principal, file_id: int, ns_id: int, text: str, parent_rev: int,
+async def save_revision(svc: Services, who: Principal, file_id: int, text: str, parent_rev: int,
                         state: bytes) -> int | None:
     """Commit *text* as the revision after *parent_rev* (``conflict`` if the head moved on) and
     store *state* with it as the new base. Returns the new revision, None if the file is gone."""
     async def also(s: AsyncSession, node: Node) -> None:
         assert node.head_rev_id is not None
         # The commit's parent check passed: this save is the new base, whatever the row said.
-        await _write(s, file_id, ns_id, state, (node.head_rev_id, state))
+        await _write(s, file_id, node.ns_id, state, (node.head_rev_id, state))
 
     node = await uploads.commit_bytes(svc, who, file_id, text.encode("utf-8"), parent_rev, also)
     return node.head_rev_id if node is not None else None

@@ -31,6 +31,7 @@ from server.services import access, accounts, batch, changes, tree, uploads
 from server.services.access import Perm
 from server.services.context import Principal, Services
 from server.storage.db import now_ms
+from server.storage.models import Node
 from server.ws.hub import Hub
 from server.ws.protocol import (
     HELLO_TIMEOUT_MS,
@@ -518,19 +519,27 @@ class Connection:
     async def _doc_join(self, frame: Frame) -> None:
         assert self.who is not None
         ns = field_int(frame, "ns", required=False, maximum=2**31 - 1)
+        file_id = field_int(frame, "file_id", required=False, maximum=2**31 - 1)
         sv = frame.body.get("sv", b"")
         if not isinstance(sv, bytes):
             raise SatchelError(ErrorCode.bad_request, "'sv' must be bin (a Yjs state vector)", field="sv")
-        if ns is None:
-            loc = tree.locate(self.who, frame.body.get("path"), need=Perm.READ)
-            ns, inner = loc.ns_id, loc.path
+        node: Node | None
+        if file_id is not None:
+            # By id: the document of that file wherever it is now (moved, renamed, shared since).
+            async with self.svc.db.read() as s:
+                node = await tree.get_node_by_id(s, self.who, file_id, need=Perm.READ)
+            ns, inner = node.ns_id, node.path
         else:
-            access.check_ns(self.who, ns, Perm.READ)
-            inner = paths.normalize(frame.body.get("path"))
-        async with self.svc.db.read() as s:
-            node = await tree.get_node(s, ns, inner)
-        if node is None:
-            raise SatchelError(ErrorCode.not_found, "no such file", path=inner)
+            if ns is None:
+                loc = tree.locate(self.who, frame.body.get("path"), need=Perm.READ)
+                ns, inner = loc.ns_id, loc.path
+            else:
+                access.check_ns(self.who, ns, Perm.READ)
+                inner = paths.normalize(frame.body.get("path"))
+            async with self.svc.db.read() as s:
+                node = await tree.get_node(s, ns, inner)
+            if node is None:
+                raise SatchelError(ErrorCode.not_found, "no such file", path=inner)
         if node.kind != "file":
             raise SatchelError(ErrorCode.is_a_directory, f"{inner} is a folder", path=inner)
         handle = self.doc_handles.get(node.id)

@@ -91,8 +91,7 @@ export class DocSession extends Emitter {
     // Failures surface as the `closed` event (or `offline` until the next welcome).
     this.offOpen = live.on("open", () => { if (this.wanted) this.#join().catch(() => {}); });
     this.offClosed = live.on("closed", () => this.#offline());
-    // A renamed or moved file keeps its document (protocol.md): follow it, so a rejoin after a
-    // reconnect names the file where it is now.
+    // A renamed or moved file keeps its document (protocol.md): follow its path for display.
     this.offChange = live.on("change", (e) => {
       if (this.info && e.ns === this.info.ns && e.id === this.info.file_id && e.op === "move") {
         this.path = e.path;
@@ -126,7 +125,11 @@ export class DocSession extends Emitter {
     const sv = Y.encodeStateVector(this.ydoc);
     let out;
     try {
-      out = await this.live.request(MsgType.doc_join, { path: this.path, sv, ...(this.ns !== undefined ? { ns: this.ns } : {}) });
+      // Joined before: name the file by id, so a rejoin finds it wherever it is now (moved,
+      // renamed, or shared into a namespace of its own meanwhile).
+      const where = this.info ? { file_id: this.info.file_id }
+        : { path: this.path, ...(this.ns !== undefined ? { ns: this.ns } : {}) };
+      out = await this.live.request(MsgType.doc_join, { ...where, sv });
     } catch (err) {
       if (err instanceof LiveError && err.code === "closed") {
         this.#setStatus("offline");  // the next welcome joins again
@@ -141,7 +144,7 @@ export class DocSession extends Emitter {
     }
     this.handle = out.doc;
     this.role = out.role;
-    this.ns = out.ns;  // later joins name the document inside its namespace: a moved mount does not matter
+    this.ns = out.ns;
     this.path = out.path;
     this.info = { doc: out.doc, ns: out.ns, path: out.path, file_id: out.file_id, role: out.role, rev: out.rev };
     this.queue = [];  // whatever was queued is in the difference below
