@@ -19,6 +19,7 @@ import logging
 from typing import Any
 
 from sqlalchemy import delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.services import history, refguard, trash
 from server.services.context import Services
@@ -28,6 +29,7 @@ from server.storage.models import Chunk, Namespace, Revision, RevisionChunk, Upl
 
 log = logging.getLogger(__name__)
 BATCH = 500
+DELETE_GROUP = 32  # orphan deletes per guarded transaction (it holds commits back)
 
 
 async def _expire_uploads(svc: Services, now: int) -> int:
@@ -46,7 +48,7 @@ async def _expire_uploads(svc: Services, now: int) -> int:
     return len(ids)
 
 
-async def _referenced(svc: Services, keys: list[BlobKey]) -> set[tuple[int, bytes]]:
+async def _referenced(s: AsyncSession, keys: list[BlobKey]) -> set[tuple[int, bytes]]:
     """(owner, digest) of *keys* that a chunk row or an upload session refers to. One statement,
     so on PostgreSQL one snapshot: a commit that moves a reference from its session to a chunk row
     between two separate queries would otherwise look like no reference at all."""
@@ -54,8 +56,7 @@ async def _referenced(svc: Services, keys: list[BlobKey]) -> set[tuple[int, byte
     query = select(Chunk.owner_id, Chunk.hash).where(Chunk.hash.in_(digests)).union_all(
         select(Upload.owner_id, UploadChunk.hash).join(Upload, Upload.id == UploadChunk.upload_id)
         .where(UploadChunk.hash.in_(digests)))
-    async with svc.db.read() as s:
-        rows = (await s.execute(query)).all()
+    rows = (await s.execute(query)).all()
     return {(o, bytes(h)) for o, h in rows}
 
 
@@ -135,18 +136,29 @@ async def sweep_once(svc: Services) -> dict[str, Any]:
     removed = 0
     batch: list[BlobKey] = []
 
+    written_before = now - int(svc.config.orphan_grace * 1000)
+
     async def flush() -> int:
-        refs = await _referenced(svc, batch)
-        gone = 0
-        for key in batch:
-            # Checked again right before the delete: the batch check may be seconds old by now.
-            if (key.owner_id, key.digest) not in refs and not await _referenced(svc, [key]):
-                await svc.blobs.delete(key)
-                gone += 1
+        async with svc.db.read() as s:
+            refs = await _referenced(s, batch)
+        orphans = [k for k in batch if (k.owner_id, k.digest) not in refs]
         batch.clear()
+        gone = 0
+        for start in range(0, len(orphans), DELETE_GROUP):
+            group = orphans[start:start + DELETE_GROUP]
+            # Checked again and deleted under the guard: no upload session or commit can name
+            # one of these chunks meanwhile (they wait); a writer that stored one again without
+            # naming it yet renewed its written time, and the conditional delete spares it.
+            async with svc.db.write() as s:
+                await refguard.collecting(s)
+                named = await _referenced(s, group)
+                for key in group:
+                    if (key.owner_id, key.digest) not in named:
+                        await svc.blobs.delete(key, written_before=written_before)
+                        gone += 1
         return gone
 
-    async for key in svc.blobs.sweep_candidates(now - int(svc.config.orphan_grace * 1000)):
+    async for key in svc.blobs.sweep_candidates(written_before):
         batch.append(key)
         if len(batch) >= BATCH:
             removed += await flush()

@@ -56,15 +56,17 @@ class BlobStore(Protocol):
 
     async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes]) -> None:
         """Store *size* bytes from *body* under *key*, verifying size and hash before the key becomes
-        visible. An existing key is left as it is (same digest = same bytes). Raises hash_mismatch,
-        size_mismatch, unavailable."""
+        visible. An existing key keeps its bytes (same digest = same bytes) but counts as written
+        now, so ``delete(written_before=...)`` of an orphan spares a chunk being stored again.
+        Raises hash_mismatch, size_mismatch, unavailable."""
 
     async def read(self, key: BlobKey, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Yield bytes [start, end) of the chunk in pieces of at most 1 MiB. Raises not_found."""
         yield b""
 
-    async def delete(self, key: BlobKey) -> None:
-        """Remove the chunk; a missing key is not an error."""
+    async def delete(self, key: BlobKey, written_before: int | None = None) -> None:
+        """Remove the chunk; a missing key is not an error. With *written_before* (epoch ms), only
+        if it was last written (or stored again, see ``put_stream``) before then."""
 
     async def sync(self) -> None:
         """Durability barrier: every chunk stored before the call survives a crash after it."""

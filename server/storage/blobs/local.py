@@ -205,17 +205,23 @@ class LocalBlobStore:
     async def exists(self, key: BlobKey) -> bool:
         return await self.size(key) is not None
 
-    def _touch(self, key: BlobKey) -> None:
-        """A new upload of a stored chunk: the orphan grace period counts from now."""
+    def _touch(self, key: BlobKey) -> bool:
+        """A new upload of a stored chunk: the orphan grace period counts from now. False if the
+        chunk is not stored. One step with no await inside, so a sweeper's conditional delete
+        either ran before (False: the caller stores the bytes) or sees the new time."""
         k = (key.owner_id, key.digest)
         hit = self._pending.get(k)
         if hit is not None:
             self._pending[k] = (hit[0], hit[1], _now_ms())
-            return
+            return True
         if self.db.execute("UPDATE chunks SET written_ms = ? WHERE owner = ? AND digest = ?",
-                           (_now_ms(), *k)).rowcount == 0:
-            with contextlib.suppress(FileNotFoundError):
-                os.utime(self._legacy_path(key))
+                           (_now_ms(), *k)).rowcount:
+            return True
+        try:
+            os.utime(self._legacy_path(key))
+            return True
+        except FileNotFoundError:
+            return False
 
     # ------------------------------------------------------------------ writes
 
@@ -270,9 +276,8 @@ class LocalBlobStore:
 
     async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes]) -> None:
         try:
-            if await self.size(key) is not None:  # stored: verify what came, keep the stored copy
+            if self._touch(key):  # stored: verify what came, keep the stored copy
                 await self._consume_verified(key, size, body, -1)
-                self._touch(key)
                 return
             w = self._take_writer()
         except OSError as exc:
@@ -428,17 +433,24 @@ class LocalBlobStore:
 
     # ------------------------------------------------------------------ deletes and compaction
 
-    async def delete(self, key: BlobKey) -> None:
+    async def delete(self, key: BlobKey, written_before: int | None = None) -> None:
         k = (key.owner_id, key.digest)
-        hit = self._pending.pop(k, None)
+        before = written_before if written_before is not None else 2**62
+        hit = self._pending.get(k)
+        if hit is not None and hit[2] >= before:
+            return  # stored again since the caller looked: keep it
         if hit is not None:  # the next flush moves indexed_len past it, so a restart keeps it dead
+            del self._pending[k]
             hit[0].pending.pop(k, None)
             self._shrunk.add(hit[1].seg)
-        row = self.db.execute("DELETE FROM chunks WHERE owner = ? AND digest = ? RETURNING seg", k).fetchone()
+        row = self.db.execute("DELETE FROM chunks WHERE owner = ? AND digest = ? AND written_ms < ? RETURNING seg",
+                              (*k, before)).fetchone()
         if row is not None:
             self._shrunk.add(row[0])
+        legacy = self._legacy_path(key)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._legacy_path(key))
+            if os.stat(legacy).st_mtime * 1000 < before:
+                os.unlink(legacy)
         if self._shrunk and (self._compacting is None or self._compacting.done()):
             self._compacting = asyncio.get_running_loop().create_task(self._compact_later())
 

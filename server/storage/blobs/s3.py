@@ -19,6 +19,7 @@ import io
 import logging
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 READ_PIECE = 1024 * 1024
+FRESH_MS = 60_000  # put_stream of a chunk stored this recently skips the upload (at most)
 READ_ATTEMPTS = 3  # a body read that breaks mid-way is resumed from where it broke
 MAX_URL_TTL = 7 * 86400  # SigV4 presigned URLs cannot live longer
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
@@ -114,6 +116,8 @@ class S3BlobStore:
         # A session may be shared: creating one loads botocore's service models (~0.1 s).
         self._session = session
         self.cors_origins = cors_origins  # browser origins allowed to use presigned URLs
+        # Well inside the sweeper's orphan grace, so a chunk it may delete is always put again.
+        self.fresh_ms = FRESH_MS
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
 
@@ -124,8 +128,10 @@ class S3BlobStore:
             raise ValueError("S3 blob URL must look like s3://BUCKET[/PREFIX]")
         bucket, _, prefix = config.blob_url.removeprefix("s3://").partition("/")
         origins = parse_origins(config.s3_cors_origins, config.public_url, config.host, config.port)
-        return cls(bucket, prefix, endpoint=config.s3_endpoint, region=config.s3_region,
-                   access_key=config.s3_access_key, secret_key=config.s3_secret_key, cors_origins=origins)
+        store = cls(bucket, prefix, endpoint=config.s3_endpoint, region=config.s3_region,
+                    access_key=config.s3_access_key, secret_key=config.s3_secret_key, cors_origins=origins)
+        store.fresh_ms = min(FRESH_MS, int(config.orphan_grace * 1000) // 2)
+        return store
 
     def __repr__(self) -> str:
         return f"S3BlobStore(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint={self.endpoint!r})"
@@ -252,8 +258,11 @@ class S3BlobStore:
         if hasher.digest() != key.digest:
             raise SatchelError(ErrorCode.hash_mismatch, "chunk bytes do not match their hash", hash=key.hex)
         final = self._final_key(key)
-        if await self._object_exists(final):
-            return  # same digest = same bytes
+        written = await self._written_ms(final)
+        if written is not None and written > time.time() * 1000 - self.fresh_ms:
+            return  # same digest = same bytes, and written lately: no sweeper is near it
+        # Missing, or old enough to be an orphan the sweeper may be about to delete: put it again,
+        # which renews LastModified (delete(written_before=...) spares it).
         with _translated("put_object", final):
             buf.seek(0)
             await self._s3.put_object(Bucket=self.bucket, Key=final, Body=buf, ContentLength=size)
@@ -300,8 +309,24 @@ class S3BlobStore:
             if end is not None and pos >= end:
                 return
 
-    async def delete(self, key: BlobKey) -> None:
+    async def _written_ms(self, obj: str) -> float | None:
+        try:
+            with _translated("head_object", obj):
+                head = await self._s3.head_object(Bucket=self.bucket, Key=obj)
+        except SatchelError as exc:
+            if exc.code is ErrorCode.not_found:
+                return None
+            raise
+        return float(head["LastModified"].timestamp() * 1000)
+
+    async def delete(self, key: BlobKey, written_before: int | None = None) -> None:
         final = self._final_key(key)
+        if written_before is not None:
+            # S3 has no conditional delete on age: check right before (a put_stream in between
+            # is the one window left; the sweeper holds the reference guard meanwhile).
+            written = await self._written_ms(final)
+            if written is None or written >= written_before:
+                return
         try:
             with _translated("delete_object", final):
                 await self._s3.delete_object(Bucket=self.bucket, Key=final)
