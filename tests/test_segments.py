@@ -63,6 +63,40 @@ async def test_a_stored_chunk_is_written_once_and_its_time_refreshed(tmp_path: P
         await store.close()
 
 
+async def test_a_failed_write_back_is_never_reported_durable_to_another_caller(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two commits stored chunks; the disk fails the first one's fdatasync (an I/O error, injected
+    here): that flush drops both segments' unflushed records, and the second commit's sync, which
+    then has nothing left to flush, must still fail for its chunk instead of calling it durable."""
+    store = await opened(tmp_path)
+    try:
+        mine, mine_data = chunk(5000)
+        theirs, theirs_data = chunk(7000)
+        await store.put_stream(mine, len(mine_data), body(mine_data))
+        await store.put_stream(theirs, len(theirs_data), body(theirs_data))
+        real = os.fdatasync
+        failures = [OSError(5, "Input/output error")]
+
+        def failing(fd: int) -> None:
+            if failures:
+                raise failures.pop()
+            real(fd)
+
+        monkeypatch.setattr(os, "fdatasync", failing)
+        with pytest.raises(SatchelError) as err:
+            await store.sync([theirs])
+        assert err.value.code is ErrorCode.unavailable
+        with pytest.raises(SatchelError) as err:
+            await store.sync([mine])
+        assert err.value.code is ErrorCode.unavailable
+        # Sent again (the client's retry): durable now, and readable.
+        await store.put_stream(mine, len(mine_data), body(mine_data))
+        await store.sync([mine])
+        assert await read_all(store, mine) == mine_data
+    finally:
+        await store.close()
+
+
 async def test_a_refused_chunk_leaves_no_bytes(tmp_path: Path) -> None:
     store = await opened(tmp_path)
     try:

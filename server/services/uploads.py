@@ -515,7 +515,9 @@ async def commit(svc: Services, who: Principal, upload_id: str) -> dict[str, Any
         unproven = await _unproven(s, upload) if _proving(upload) else []
     candidates = list(dict.fromkeys(candidates + unproven))
     await _verify_stored(svc, upload, candidates, frozenset(d for d, _ in unproven))
-    await svc.blobs.sync()  # chunk bytes are durable before any revision points at them
+    # Chunk bytes are durable before any revision points at them (the ones this commit names
+    # for the first time: chunk rows already stand for durable bytes).
+    await svc.blobs.sync([BlobKey(upload.owner_id, d) for d, _ in candidates])
 
     async def copy_session_chunks(s: AsyncSession, rev_id: int) -> None:
         await s.execute(insert(RevisionChunk).from_select(
@@ -648,13 +650,14 @@ async def prepare_ops(svc: Services, who: Principal, body: object) -> Prepared:
 
 async def store_inline(svc: Services, items: list[Prepared]) -> None:
     """Store the inline chunks of *items* and make them durable (one ``sync`` for all)."""
-    stored = False
+    stored: list[BlobKey] = []
     for p in items:
         for digest, data in p.inline.items():
-            await svc.blobs.put_stream(BlobKey(p.loc.owner_id, digest), len(data), _one(data))
-            stored = True
+            key = BlobKey(p.loc.owner_id, digest)
+            await svc.blobs.put_stream(key, len(data), _one(data))
+            stored.append(key)
     if stored:
-        await svc.blobs.sync()
+        await svc.blobs.sync(stored)
 
 
 async def write_prepared(s: AsyncSession, who: Principal, p: Prepared) -> Node:
@@ -729,7 +732,7 @@ async def store_stream(svc: Services, who: Principal, loc: Location, size: int, 
             await asyncio.to_thread(spool.seek, ref.offset)
             data = await asyncio.to_thread(spool.read, ref.size)
             await svc.blobs.put_stream(BlobKey(loc.owner_id, ref.digest), ref.size, _one(data))
-    await svc.blobs.sync()
+    await svc.blobs.sync([BlobKey(loc.owner_id, r.digest) for r in refs])
     chunks = [(r.digest, r.size) for r in refs]
     new = NewRevision(loc.ns_id, loc.owner_id, loc.path, None, size, chunking.content_hash(d for d, _ in chunks),
                       len(chunks), _check_mime(mime), now_ms())
@@ -766,7 +769,7 @@ async def commit_bytes(svc: Services, who: Principal, file_id: int, data: bytes,
     for ref in refs:
         await svc.blobs.put_stream(BlobKey(owner_id, ref.digest), ref.size,
                                    _one(data[ref.offset:ref.offset + ref.size]))
-    await svc.blobs.sync()
+    await svc.blobs.sync([BlobKey(owner_id, r.digest) for r in refs])
     chunks = [(r.digest, r.size) for r in refs]
 
     async def write_list(s: AsyncSession, rev_id: int) -> None:

@@ -13,7 +13,7 @@ Errors, all ``SatchelError``:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,8 +68,11 @@ class BlobStore(Protocol):
         """Remove the chunk; a missing key is not an error. With *written_before* (epoch ms), only
         if it was last written (or stored again, see ``put_stream``) before then."""
 
-    async def sync(self) -> None:
-        """Durability barrier: every chunk stored before the call survives a crash after it."""
+    async def sync(self, keys: Sequence[BlobKey] = ()) -> None:
+        """Durability barrier: every chunk stored before the call survives a crash after it.
+        *keys*: the chunks the caller stored (or found stored) and is about to name in a commit;
+        unavailable if one of them is not durable after all (a failed write-back, seen by another
+        caller's sync, dropped it: the client sends it again)."""
 
     # Direct transfers (object stores). Implementations with ``direct = False`` raise not_found.
     async def presign_upload(self, upload_id: str, key: BlobKey, size: int, ttl: float) -> DirectUrl:

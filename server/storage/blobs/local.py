@@ -28,7 +28,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -380,7 +380,7 @@ class LocalBlobStore:
             if error is not None:
                 raise error
 
-    async def sync(self) -> None:
+    async def sync(self, keys: Sequence[BlobKey] = ()) -> None:
         if self._flushing is not None and not self._flushing.done():
             with contextlib.suppress(OSError):
                 await self._flushing
@@ -389,9 +389,27 @@ class LocalBlobStore:
             if error is not None:
                 raise error
             await self._flush()
+            if keys and any(not self._durable(k) for k in keys):
+                await self._flush()  # stored again by someone after our flush looked: once more
         except OSError as exc:
             log.error("chunk store sync failed: %s", exc)
             raise SatchelError(ErrorCode.unavailable, "the chunk store could not make data durable") from exc
+        lost = sum(1 for k in keys if not self._durable(k))
+        if lost:
+            # Another caller's flush failed and dropped records this caller had written (its own
+            # flush then had nothing left to fail on): never report those as durable.
+            log.error("chunk store sync: %d chunks were dropped by a failed write-back", lost)
+            raise SatchelError(ErrorCode.unavailable, "the chunk store lost chunks in a failed write; "
+                               "send them again", lost=lost)
+
+    def _durable(self, key: BlobKey) -> bool:
+        """Flushed and indexed (or a file of the layout before segments)."""
+        k = (key.owner_id, key.digest)
+        if k in self._pending:
+            return False
+        if self.db.execute("SELECT 1 FROM chunks WHERE owner = ? AND digest = ?", k).fetchone():
+            return True
+        return os.path.exists(self._legacy_path(key))
 
     # ------------------------------------------------------------------ reads
 

@@ -20,7 +20,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -334,7 +334,7 @@ class S3BlobStore:
             if exc.code is not ErrorCode.not_found:
                 raise
 
-    async def sync(self) -> None:
+    async def sync(self, keys: Sequence[BlobKey] = ()) -> None:
         return None  # an acknowledged S3 PUT is already durable
 
     # -- direct transfers --------------------------------------------------------------------------
