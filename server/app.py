@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from server.api import accounts as accounts_api
@@ -27,7 +28,7 @@ from server.api import history as history_api
 from server.api import meta, web
 from server.api import search as search_api
 from server.api import shares as shares_api
-from server.api.http import on_http_error, on_satchel_error, on_unexpected
+from server.api.http import on_client_gone, on_http_error, on_satchel_error, on_unexpected
 from server.auth.signing import UrlSigner
 from server.bus import open_bus
 from server.coedit.manager import Coedit
@@ -131,6 +132,7 @@ def create_app(config: Config) -> Starlette:
         exception_handlers={
             SatchelError: on_satchel_error,
             HTTPException: on_http_error,
+            ClientDisconnect: on_client_gone,
             Exception: on_unexpected,
         },
     )

@@ -7,7 +7,9 @@ Raw HTTP against real servers. A pack URL exists only where the server stores ch
 from __future__ import annotations
 
 import os
+import socket
 import struct
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -179,3 +181,28 @@ def test_fuzzed_pack_bodies_never_fail_the_server(alice: Api, body: bytes) -> No
     r = put_pack(alice, info["pack_url"], body)
     assert r.status_code in (400, 404), r.text
     assert r.json()["error"] in ("bad_request", "size_mismatch", "hash_mismatch")
+
+
+def test_a_client_hanging_up_mid_pack_is_not_a_server_error(alice: Api, local: ServerProcess) -> None:
+    """A pack cut off by the client (a cancelled upload) ends quietly: no crash in the log, the
+    whole chunks before the cut are kept, and the upload resumes with the rest."""
+    info = start(alice)
+    body = body_of(REFS)
+    cut = len(body) - REFS[-1].size // 2
+    url = httpx.URL(info["pack_url"])
+    with socket.create_connection((url.host, url.port or 80)) as sock:
+        target = url.raw_path.decode()
+        sock.sendall(f"PUT {target} HTTP/1.1\r\nHost: {url.host}\r\nContent-Type: {MEDIA_TYPE}\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:cut])
+        time.sleep(0.3)
+    total = len({r.hex for r in REFS})
+    deadline = time.monotonic() + 10
+    while (status := ok(alice("GET", f"/api/v1/uploads/{info['upload_id']}")))["missing_count"] == total \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert 1 <= status["missing_count"] < total
+    time.sleep(0.3)  # the request's end, logged or not, is behind us
+    assert "Exception in ASGI application" not in local.log() and "Traceback" not in local.log()
+    ok(put_pack(alice, status["pack_url"], body_of(REFS)))
+    entry = ok(alice("POST", f"/api/v1/uploads/{info['upload_id']}/commit"))
+    assert content(alice, entry["id"]) == DATA

@@ -100,6 +100,14 @@ async def on_http_error(_request: Request, exc: Exception) -> Response:
                         headers=exc.headers)
 
 
+async def on_client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up mid-body (a cancelled or broken upload): nothing went wrong here, and
+    nobody reads the answer. Without this, Starlette would treat it as a crash."""
+    log.info("%s %s: the client went away before the request body ended", request.method, request.url.path)
+    return JSONResponse({"error": ErrorCode.bad_request.value, "message": "the request body was cut off"},
+                        status_code=400)
+
+
 async def on_unexpected(_request: Request, exc: Exception) -> Response:
     log.exception("unexpected error", exc_info=exc)
     return JSONResponse({"error": "internal", "message": "internal error"}, status_code=500)
