@@ -1,7 +1,7 @@
 """Co-editing benchmark: keystroke-to-remote latency between two Python clients (pycrdt), on one
 node and across two nodes (PostgreSQL + Redis), and documents per process with 100 editors each.
 
-    .venv/bin/python -m bench.coedit [--keys 500] [--docs 1,2,3] [--out bench/results/coedit.json]
+    .venv/bin/python -m bench.coedit [--keys 500] [--docs 1,2,3] [--processes 4] [--out bench/results/coedit.json]
 
 Latency: client A inserts one character into its document (a pycrdt transaction, sent as one
 ``doc_update``); the clock stops when client B's document holds it (B applied the relayed update).
@@ -10,19 +10,22 @@ Keystrokes are 20 ms apart, one at a time. Both clients live in this process (on
 Load: D documents, each with 100 editors typing one character per second each (100 keys/s per
 document, so each keystroke goes to 99 others: 9,900 frames/s per document). The 100 editors of a
 document are light clients (their own pycrdt doc for making updates; incoming frames are counted,
-not applied) plus one measuring pair as above; reported: keystroke p50/p99 of that pair under the
-load, and the server's CPU and RSS. The client process is on the same 2 cores as the server: the
-numbers are for comparison within one run, not absolutes.
+not applied) spread over ``--processes`` crowd processes, plus one measuring pair as above in this
+process; reported: keystroke p50/p99 of that pair under the load, and the server's CPU and RSS.
+The client processes are on the same cores as the server: the numbers are for comparison within
+one run, not absolutes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -127,36 +130,106 @@ class LightEditor:
             await asyncio.sleep(1 / rate)
 
 
-async def load(url: str, docs: int, editors: int, keys: int, server_pid: int) -> dict[str, Any]:
+async def crowd_worker(url: str, tok: str, paths: list[str], per_doc: int, seed: int) -> None:
+    """A crowd process (``--crowd``): *per_doc* light editors on each of *paths*, typing once a
+    second each. Talks to the parent on stdin/stdout: prints ``ready`` once every editor joined;
+    on each ``mark`` line prints its counters as JSON; ends on ``stop`` (or end of input)."""
+    crowd: list[LightEditor] = []
+    for p in paths:
+        for _ in range(per_doc):
+            e = LightEditor()
+            await e.start(url, tok, p)
+            crowd.append(e)
+    stop = asyncio.Event()
+    rnd = random.Random(seed)
+    typers = [asyncio.create_task(e.type_loop(1.0, stop, rnd)) for e in crowd]
+    print("ready", flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb"))
+    while (await reader.readline()).strip() == b"mark":
+        print(json.dumps({"sent": sum(e.sent for e in crowd), "received": sum(e.received for e in crowd),
+                          "at": time.time()}), flush=True)
+    stop.set()
+    await asyncio.gather(*typers, return_exceptions=True)
+    for e in crowd:
+        await e.conn.close()
+
+
+class Crowd:
+    """Crowd worker processes, so the load is not limited by one Python client process."""
+
+    def __init__(self, procs: list[asyncio.subprocess.Process]) -> None:
+        self.procs = procs
+
+    @classmethod
+    async def start(cls, url: str, tok: str, paths: list[str], editors: int, processes: int) -> Crowd:
+        procs = []
+        for i in range(processes):
+            # Editor j of each document goes to process j % processes: every process holds a
+            # share of every document, as clients spread over machines would.
+            share = len(range(i, editors, processes))
+            if share == 0:
+                continue
+            procs.append(await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.coedit", "--crowd", json.dumps([url, tok, paths, share, i]),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE))
+        crowd = cls(procs)
+        for proc in procs:
+            assert proc.stdout is not None
+            async with asyncio.timeout(120):
+                line = await proc.stdout.readline()
+            if line.strip() != b"ready":
+                await crowd.stop()
+                raise RuntimeError(f"a crowd process did not start: {line!r}")
+        return crowd
+
+    async def mark(self) -> tuple[int, int]:
+        sent = received = 0
+        for proc in self.procs:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(b"mark\n")
+            await proc.stdin.drain()
+            counts = json.loads(await proc.stdout.readline())
+            sent, received = sent + counts["sent"], received + counts["received"]
+        return sent, received
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.write(b"stop\n")
+                    proc.stdin.close()
+        for proc in self.procs:
+            try:
+                async with asyncio.timeout(30):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def load(url: str, docs: int, editors: int, keys: int, server_pid: int, processes: int) -> dict[str, Any]:
     owner = await account(url)
     tok = owner.token
     assert tok is not None
     paths = [f"/load-{i}.txt" for i in range(docs)]
     for p in paths:
         await put_text(owner, p, "start\n")
-    crowd: list[LightEditor] = []
-    for p in paths:
-        for _ in range(editors - 2):  # the measuring pair makes up the hundred
-            e = LightEditor()
-            await e.start(url, tok, p)
-            crowd.append(e)
-    stop = asyncio.Event()
-    rnd = random.Random(1)
-    proc = psutil.Process(server_pid)
-    typers = [asyncio.create_task(e.type_loop(1.0, stop, rnd)) for e in crowd]
-    await asyncio.sleep(3)
-    cpu0, t0 = proc.cpu_times(), time.perf_counter()
-    sent0, recv0 = sum(e.sent for e in crowd), sum(e.received for e in crowd)
-    result = await pair_latency(url, url, tok, tok, paths[0], keys)
-    cpu1, t1 = proc.cpu_times(), time.perf_counter()
-    sent1, recv1 = sum(e.sent for e in crowd), sum(e.received for e in crowd)
-    stop.set()
-    await asyncio.gather(*typers, return_exceptions=True)
-    rss = proc.memory_info().rss
-    for e in crowd:
-        await e.conn.close()
-    await owner.aclose()
-    return {"docs": docs, "editors_per_doc": editors, **result,
+    crowd = await Crowd.start(url, tok, paths, editors - 2, processes)  # the measuring pair makes up the hundred
+    try:
+        proc = psutil.Process(server_pid)
+        await asyncio.sleep(3)
+        cpu0, t0 = proc.cpu_times(), time.perf_counter()
+        sent0, recv0 = await crowd.mark()
+        result = await pair_latency(url, url, tok, tok, paths[0], keys)
+        sent1, recv1 = await crowd.mark()
+        cpu1, t1 = proc.cpu_times(), time.perf_counter()
+        rss = proc.memory_info().rss
+    finally:
+        await crowd.stop()
+        await owner.aclose()
+    return {"docs": docs, "editors_per_doc": editors, "client_processes": processes, **result,
             "keys_per_s": round((sent1 - sent0) / (t1 - t0)), "frames_out_per_s": round((recv1 - recv0) / (t1 - t0)),
             "server_cpu": round(((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / (t1 - t0), 2),
             "server_rss_mib": round(rss / 2**20, 1)}
@@ -167,8 +240,14 @@ async def main() -> None:
     ap.add_argument("--keys", type=int, default=500)
     ap.add_argument("--docs", default="1,2,3", help="documents with 100 editors each, per run")
     ap.add_argument("--editors", type=int, default=100)
+    ap.add_argument("--processes", type=int, default=4, help="crowd client processes")
     ap.add_argument("--out", default="bench/results/coedit.json")
+    ap.add_argument("--crowd", help=argparse.SUPPRESS)  # internal: run as a crowd worker process
     args = ap.parse_args()
+    if args.crowd:
+        url, tok, paths, per_doc, seed = json.loads(args.crowd)
+        await crowd_worker(url, tok, paths, per_doc, seed)
+        return
     work = Path(tempfile.mkdtemp(prefix="coedit-bench-"))
     results: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_facts(work)}
 
@@ -184,10 +263,9 @@ async def main() -> None:
         for d in [int(x) for x in args.docs.split(",") if x]:
             assert one.proc is not None
             try:
-                r = await load(one.url, d, args.editors, min(args.keys, 300), one.proc.pid)
-            except (TimeoutError, OSError) as exc:
-                # The one client process (all editors) saturates before the server does.
-                r = {"docs": d, "editors_per_doc": args.editors, "failed": f"{type(exc).__name__}: client saturated"}
+                r = await load(one.url, d, args.editors, min(args.keys, 300), one.proc.pid, args.processes)
+            except (TimeoutError, OSError, RuntimeError) as exc:
+                r = {"docs": d, "editors_per_doc": args.editors, "failed": f"{type(exc).__name__}: {exc}"}
             print("load:", r, flush=True)
             results["load"].append(r)
     finally:
