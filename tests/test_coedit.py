@@ -426,7 +426,7 @@ async def _open(url: str, tok: str) -> LiveSession:
 
 async def test_random_convergence(srv: ServerProcess, make_user: MakeUser) -> None:
     a = await user(make_user, srv)
-    for seed in range(20):
+    for seed in range(150):  # x 2 stacks, + 30 across nodes: 330 runs (~0.2 s each)
         path = f"/conv-{seed}.txt"
         await put_text(a.client, path, "seed text\n")
         await run_convergence(srv.url, token(a), path, seed)

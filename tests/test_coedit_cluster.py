@@ -63,7 +63,7 @@ async def test_external_revision_is_merged_once_across_nodes(nodes: Nodes, make_
 
 async def test_random_convergence_across_nodes(nodes: Nodes, make_user: MakeUser) -> None:  # noqa: F811
     u: User = await make_user("d", srv=nodes[0])
-    for seed in range(6):
+    for seed in range(30):
         path = f"/cl-{seed}.txt"
         await put_text(u.client, path, "x\n")
         await run_convergence([nodes[0].url, nodes[1].url], token(u), path, seed, clients=4, steps=40)
