@@ -34,8 +34,9 @@ def channel(file_id: int) -> str:
 class _Follower:
     """A room's subscription to its namespace's journal (the hub's ``Subscriber``)."""
 
-    def __init__(self, room: Room) -> None:
+    def __init__(self, room: Room, ns: int) -> None:
         self.room = room
+        self.ns = ns  # the namespace it is attached to (the room's may move on first: see _follow)
 
     def push(self, ns: int, seq: int, frame: bytes) -> None:
         try:
@@ -86,17 +87,20 @@ class Coedit:
             handler = self._bus_handler(room)
             # Listen before loading, so nothing relayed meanwhile is missed (updates are idempotent).
             await self.bus.subscribe(channel(file_id), handler)
-            follower = _Follower(room)
+            follower = _Follower(room, ns_id)
+            self._followers[file_id] = follower  # so a move seen during open() moves it too
             await self.hub.attach(ns_id, follower)
             try:
                 await room.open()
+                await self._follow(follower)  # open() found the file in another namespace
             except BaseException:
                 self.bus.unsubscribe(channel(file_id), handler)
-                self.hub.detach(ns_id, follower)
+                self.hub.detach(follower.ns, follower)
+                if self._followers.get(file_id) is follower:
+                    del self._followers[file_id]
                 raise
             self.rooms[file_id] = room
             self._handlers[file_id] = handler
-            self._followers[file_id] = follower
             room.publish("hi", room.doc.get_state())  # other nodes: send what I lack, and your awareness
             return room
 
@@ -109,15 +113,20 @@ class Coedit:
             self.bus.unsubscribe(channel(room.file_id), handler)
         follower = self._followers.pop(room.file_id, None)
         if follower is not None:
-            self.hub.detach(room.ns_id, follower)
+            self.hub.detach(follower.ns, follower)
 
     async def _moved(self, room: Room, old_ns: int) -> None:
         """The room's file moved to another namespace: follow that namespace's journal instead."""
         follower = self._followers.get(room.file_id)
-        if follower is None or self.rooms.get(room.file_id) is not room:
-            return
-        self.hub.detach(old_ns, follower)
-        await self.hub.attach(room.ns_id, follower)
+        if follower is not None and follower.room is room:
+            await self._follow(follower)
+
+    async def _follow(self, follower: _Follower) -> None:
+        """Attach *follower* to its room's namespace if it is elsewhere."""
+        while follower.ns != follower.room.ns_id:
+            old, follower.ns = follower.ns, follower.room.ns_id
+            await self.hub.attach(follower.ns, follower)  # attach first: no entry falls between
+            self.hub.detach(old, follower)
 
     def _bus_handler(self, room: Room) -> Any:
         def on_message(payload: bytes) -> None:

@@ -111,6 +111,7 @@ class Room:
         head = await store.head(self.svc, self.file_id)
         if head is None or head.rev is None:
             raise SatchelError(ErrorCode.not_found, "no such file")
+        self.ns_id, self.path = head.ns_id, head.path  # as it is now (the caller may have looked before a share)
         if head.size > self.settings.max_bytes:
             raise SatchelError(ErrorCode.too_large, f"co-editing is limited to files of {self.settings.max_bytes} "
                                "bytes", limit=self.settings.max_bytes)

@@ -77,6 +77,7 @@ async def commit_batch(svc: Services, who: Principal, body: dict[str, Any]) -> l
     index_later: list[tuple[int, int | None]] = []
     async with svc.db.write() as s:
         await refguard.adding_references(s)  # before any owner's row (quota): no lock cycle
+        await uploads.confirm_stored(svc, [BlobKey(p.loc.owner_id, d) for _, p in ready for d in p.inline])
         pushed = s.info.setdefault("journal", [])
         mark = len(pushed)
         written: list[tuple[int, dict[str, Any]]] | None = None

@@ -30,6 +30,7 @@ from server.storage.models import Chunk, Namespace, Revision, RevisionChunk, Upl
 log = logging.getLogger(__name__)
 BATCH = 500
 DELETE_GROUP = 32  # orphan deletes per guarded transaction (it holds commits back)
+DELETE_GROUP_DIRECT = 4  # an object store's deletes are network round trips (HEAD + DELETE)
 
 
 async def _expire_uploads(svc: Services, now: int) -> int:
@@ -144,8 +145,9 @@ async def sweep_once(svc: Services) -> dict[str, Any]:
         orphans = [k for k in batch if (k.owner_id, k.digest) not in refs]
         batch.clear()
         gone = 0
-        for start in range(0, len(orphans), DELETE_GROUP):
-            group = orphans[start:start + DELETE_GROUP]
+        step = DELETE_GROUP_DIRECT if svc.blobs.direct else DELETE_GROUP
+        for start in range(0, len(orphans), step):
+            group = orphans[start:start + step]
             # Checked again and deleted under the guard: no upload session or commit can name
             # one of these chunks meanwhile (they wait); a writer that stored one again without
             # naming it yet renewed its written time, and the conditional delete spares it.

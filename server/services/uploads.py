@@ -660,6 +660,20 @@ async def store_inline(svc: Services, items: list[Prepared]) -> None:
         await svc.blobs.sync(stored)
 
 
+async def confirm_stored(svc: Services, keys: list[BlobKey]) -> None:
+    """Inside a transaction holding the reference guard, before naming chunks the caller stored
+    itself: are they still there? The orphan sweeper deletes under the exclusive guard, so what
+    is here now stays until this transaction commits. Only an object store needs the look: the
+    local store renews a re-stored chunk atomically, and its conditional delete spares it."""
+    if not svc.blobs.direct or not keys:
+        return
+    sizes = await _gather_limited(VERIFY_CONCURRENCY, [svc.blobs.size(k) for k in dict.fromkeys(keys)])
+    gone = sum(1 for n in sizes if n is None)
+    if gone:
+        raise SatchelError(ErrorCode.unavailable, "a chunk was collected while this commit ran; send it again",
+                           missing_count=gone)
+
+
 async def write_prepared(s: AsyncSession, who: Principal, p: Prepared) -> Node:
     """The write of one prepared commit, inside the caller's transaction (the guard taken first)."""
     async def write_list(s: AsyncSession, rev_id: int) -> None:
@@ -694,6 +708,7 @@ async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dic
         async with svc.db.write() as s:
             # The guard before the owner's row, in every transaction that takes both (no lock cycle).
             await refguard.adding_references(s)
+            await confirm_stored(svc, [BlobKey(p.loc.owner_id, d) for d in p.inline])
             node = await write_prepared(s, who, p)
             return node, tree.shown(who, node)
 
@@ -745,6 +760,7 @@ async def store_stream(svc: Services, who: Principal, loc: Location, size: int, 
 
     async with svc.db.write() as s:
         await refguard.adding_references(s)  # before the owner's row: the lock order of every commit
+        await confirm_stored(svc, [BlobKey(loc.owner_id, r.digest) for r in refs])
         await quota.charge(s, loc.owner_id, size)
         node, _op = await write_revision(s, who, new, list(dict.fromkeys(chunks)), write_list)
     await search_index.index_content(svc, node.id, node.head_rev_id)
@@ -783,6 +799,9 @@ async def commit_bytes(svc: Services, who: Principal, file_id: int, data: bytes,
         node = await s.get(Node, file_id)
         if node is None or node.deleted_ms is not None or node.kind != "file":
             return None
+        if node.ns_id != ns_id:  # shared meanwhile: the caller catches up and tries again
+            raise SatchelError(ErrorCode.conflict, "the file moved to another namespace")
+        await confirm_stored(svc, [BlobKey(owner_id, d) for d, _ in chunks])
         # The path as it is now, in this transaction: the file may have been moved meanwhile.
         new = NewRevision(ns_id, owner_id, node.path, parent_rev, len(data),
                           chunking.content_hash(d for d, _ in chunks), len(chunks), node.mime, now_ms())

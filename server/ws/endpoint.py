@@ -555,6 +555,10 @@ class Connection:
             room = await self.coedit.room(node.id, ns, inner)
         else:
             raise SatchelError(ErrorCode.unavailable, "the document keeps closing; try again")
+        if room.ns_id != ns:  # the file was shared while this join looked it up: go by the share
+            self.who = await accounts.authenticate(self.svc, self.token)
+            grant = access.check_ns(self.who, room.ns_id, Perm.READ)
+            role = "editor" if Perm.WRITE in access.perms(grant) else "viewer"
         if handle is not None:  # joining again: a fresh sync on the same handle
             previous = self.docs.pop(handle, None)
             if previous is not None:
@@ -570,7 +574,7 @@ class Connection:
                                limit=self.svc.config.coedit_max_bytes)
         self.docs[handle] = (room, member)
         self.doc_handles[node.id] = handle
-        self.send(Frame(MsgType.doc_joined, frame.id, {"doc": handle, "ns": ns, "path": room.path,
+        self.send(Frame(MsgType.doc_joined, frame.id, {"doc": handle, "ns": room.ns_id, "path": room.path,
                                                        "file_id": node.id, "role": role, **synced}))
         snapshot = room.awareness_snapshot()
         if snapshot is not None:
