@@ -190,9 +190,20 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         await pool.aclose()
 
 
+_EXPIRY_SIGNS = (b"expired", b"requesttimetooskewed", b"difference between the request time")
+
+
+def url_expired(status: int, body: bytes) -> bool:
+    """Whether a refused PUT or GET means its signed URL ran out: this server says
+    ``url_expired``, S3 and MinIO "Request has expired", rclone that the request time is too far
+    from its own (a presigned URL's signing time counts as the request time)."""
+    text = body.lower()
+    return status in (400, 403) and any(sign in text for sign in _EXPIRY_SIGNS)
+
+
 def _check_put(status: int, body: bytes) -> None:
     """Raise for a failed chunk or pack PUT (this server's or the object store's answer)."""
-    if status in (400, 403) and b"expired" in body.lower():
+    if url_expired(status, body):
         raise UrlExpired()
     if status >= 500:
         raise SatchelError(ErrorCode.unavailable, f"HTTP {status}")
@@ -427,13 +438,38 @@ async def _fetch_run(client: SatchelClient, pool: ChunkHttp, out: _PartFile, fil
             await _backoff(attempt)
 
 
-async def _fetch_direct(pool: ChunkHttp, out: _PartFile, chunk: dict[str, Any], stats: TransferStats,
-                        advance: Progress | None) -> None:
+class _UrlRenewal:
+    """Fresh presigned URLs for a download whose handed-out ones ran out: a member's live five
+    minutes, and a 50 GB download takes longer than that. One page of the chunk list (10,000
+    chunks) from the expired one on renews them all at once, however many workers hit it."""
+
+    def __init__(self, client: SatchelClient, file_id: int, rev: int, chunks: list[dict[str, Any]]) -> None:
+        self.client, self.file_id, self.rev = client, file_id, rev
+        self.by_index = {c["index"]: c for c in chunks if "index" in c}
+        self.lock = asyncio.Lock()
+
+    async def renew(self, chunk: dict[str, Any], stale_url: str) -> None:
+        async with self.lock:
+            if chunk["url"] != stale_url or "index" not in chunk:
+                return  # another worker renewed it meanwhile
+            page = await self.client.chunk_list(self.file_id, self.rev, chunk["index"])
+            for fresh in page["chunks"]:
+                mine = self.by_index.get(fresh["index"])
+                if mine is not None and mine["hash"] == fresh["hash"]:
+                    mine["url"] = fresh["url"]
+
+
+async def _fetch_direct(pool: ChunkHttp, out: _PartFile, chunk: dict[str, Any], renewal: _UrlRenewal,
+                        stats: TransferStats, advance: Progress | None) -> None:
     """GET one chunk from its presigned object-store URL, verify it, write it."""
     for attempt in range(RETRIES):
+        url = chunk["url"]
         try:
-            async with pool.get(chunk["url"]) as (status, pieces, _headers):
+            async with pool.get(url) as (status, pieces, _headers):
                 data = b"".join([p async for p in pieces])
+            if url_expired(status, data):
+                await renewal.renew(chunk, url)
+                raise SatchelError(ErrorCode.url_expired, "the chunk URL expired; renewed it")
             if status >= 400:
                 raise SatchelError(ErrorCode.unavailable, f"HTTP {status} from the object store")
             if hash_bytes(data).hex() != chunk["hash"]:
@@ -446,7 +482,8 @@ async def _fetch_direct(pool: ChunkHttp, out: _PartFile, chunk: dict[str, Any], 
         except Exception as exc:
             if not (_retryable(exc) or isinstance(exc, SatchelError)) or attempt == RETRIES - 1:
                 raise
-            await _backoff(attempt)
+            if not (isinstance(exc, SatchelError) and exc.code is ErrorCode.url_expired):
+                await _backoff(attempt)
 
 
 def _offsets(chunks: list[tuple[bytes, int]]) -> list[dict[str, Any]]:
@@ -477,7 +514,8 @@ async def _fetch_chunks(client: SatchelClient, pool: ChunkHttp, out: _PartFile, 
         await _pool(client.parallel // 2 or 1, _runs(needed),
                     lambda run: _fetch_run(client, pool, out, file_id, rev, run, stats, advance))
     else:
-        await _pool(client.parallel, needed, lambda c: _fetch_direct(pool, out, c, stats, advance))
+        renewal = _UrlRenewal(client, file_id, rev, needed)
+        await _pool(client.parallel, needed, lambda c: _fetch_direct(pool, out, c, renewal, stats, advance))
 
 
 async def download_file(client: SatchelClient, remote: str, local: str | os.PathLike[str], *,

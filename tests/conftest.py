@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from python_client.api import SatchelClient
-from tests.harness import postgres
+from tests.harness import logs, postgres
 from tests.harness.s3 import RcloneS3
 from tests.harness.server import VENV_BIN, ServerProcess
 
@@ -174,3 +174,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("soak"):
             item.add_marker(pytest.mark.timeout(0))
+
+
+_LOG_MARK = pytest.StashKey[dict[Path, int]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_LOG_MARK] = logs.sizes()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test's report carries what the server processes logged while it ran."""
+    report = yield
+    if report.failed and _LOG_MARK in item.stash:
+        for name, text in logs.written_since(item.stash[_LOG_MARK]):
+            report.sections.append((name, text))
+    return report

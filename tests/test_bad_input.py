@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
+from python_client.transfer import url_expired
 from server.core.chunking import MAX_CHUNK_SIZE, chunk_bytes
 from server.core.errors import STATUS, ErrorCode
 from server.storage.blobs.segments import stored_keys
@@ -108,7 +109,7 @@ def send_chunks(api: Api, info: dict[str, Any], data: bytes) -> bool:
     for m in info["missing"]:
         off, size = where[m["hash"]]
         r = api.http.request(m["method"], m["url"], content=data[off:off + size], headers=m["headers"])
-        if r.status_code == 403:
+        if r.status_code == 403 or url_expired(r.status_code, r.content):
             return False
         assert r.status_code < 300, f"PUT {m['url'][:100]} -> {r.status_code} {r.text[:300]}"
     return True

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -223,6 +224,28 @@ async def test_chunk_urls_are_presigned_to_the_object_store_on_s3(server, alice,
     await alice.client.commit_upload(info["upload_id"])
     listing = await alice.client.chunk_list((await alice.client.stat("/p.bin"))["id"])
     assert [c["hash"] for c in listing["chunks"]] == [r.hex for r in refs]
+
+
+async def test_presigned_urls_that_expire_mid_download_are_renewed(start_server, make_user, tmp_path):
+    """A member's presigned URLs live minutes and a 50 GB download takes longer: the client asks
+    for fresh ones where the object store refuses old ones (here they live one second)."""
+    srv = start_server("pg-s3", SATCHEL_URL_TTL="1s")
+    user = await make_user(srv=srv)
+    user.client.parallel = 1  # one chunk at a time, so the pause below outlives the others' URLs
+    src = random_file(tmp_path / "x.bin", 6 * 1024 * 1024)
+    await user.client.upload(src, "/x.bin")
+    assert len((await user.client.chunk_list((await user.client.stat("/x.bin"))["id"]))["chunks"]) > 2
+    paused = []
+
+    def progress(_total: int, _count: int) -> Callable[[int], None]:
+        def advance(_n: int) -> None:
+            if not paused:  # blocks the loop on purpose: every URL not yet used runs out
+                paused.append(True)
+                time.sleep(1.5)
+        return advance
+
+    await user.client.download("/x.bin", tmp_path / "out.bin", progress=progress)
+    assert paused and sha(tmp_path / "out.bin") == sha(src)
 
 
 async def test_a_stored_chunk_announced_with_a_wrong_size_is_refused(alice, server, tmp_path):

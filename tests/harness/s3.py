@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.harness import logs
+
 START_TIMEOUT = 15.0
 
 
@@ -92,6 +94,7 @@ class RcloneS3:
             server = cls(f"http://127.0.0.1:{port}", access_key, secret_key, bucket, root, process,
                          log_path, tmp)
             if server._wait_ready(timeout):
+                logs.watch(log_path, f"rclone serve s3 :{port}")
                 return server
             server._terminate()
             if "address already in use" not in server.log():

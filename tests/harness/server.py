@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.harness import logs
+
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -38,6 +40,7 @@ class ServerProcess:
         self.env = {**os.environ, "SATCHEL_LOG_LEVEL": "warning", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+        logs.watch(self.log_path, f"satchel serve :{self.port}")
 
     @property
     def url(self) -> str:
