@@ -266,8 +266,8 @@ async def _send_packs(client: SatchelClient, pool: ChunkHttp, fd: int, info: dic
     """Send the missing chunks as packs to the session's pack URL (servers with a local store)."""
     headers = {"Content-Type": pack.MEDIA_TYPE}
 
-    async def body(chunks: list[dict[str, Any]]) -> AsyncIterator[bytes]:
-        yield pack.pack_header([(bytes.fromhex(m["hash"]), m["size"]) for m in chunks])
+    async def body(head: bytes, chunks: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+        yield head
         for m in chunks:
             offset, size = where[m["hash"]]
             data = await asyncio.to_thread(os.pread, fd, size, offset)
@@ -276,8 +276,12 @@ async def _send_packs(client: SatchelClient, pool: ChunkHttp, fd: int, info: dic
             yield data
 
     async def send(chunks: list[dict[str, Any]]) -> None:
-        await _deliver(lambda: pool.put_stream(info["pack_url"], body(chunks), headers), len(chunks),
-                       sum(m["size"] for m in chunks), stats, advance)
+        head = pack.pack_header([(bytes.fromhex(m["hash"]), m["size"]) for m in chunks])
+        size = sum(m["size"] for m in chunks)
+        # A known length, not chunked transfer encoding: aiohttp would copy every piece to frame it.
+        sized = headers | {"Content-Length": str(len(head) + size)}
+        await _deliver(lambda: pool.put_stream(info["pack_url"], body(head, chunks), sized), len(chunks),
+                       size, stats, advance)
 
     await _pool(min(client.parallel, PACK_PARALLEL), _packs(info["missing"], where), send)
 
