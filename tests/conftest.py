@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from python_client.api import SatchelClient
+from server.core.chunking import chunk_bytes
 from tests.harness import logs, postgres
 from tests.harness.s3 import RcloneS3
 from tests.harness.server import VENV_BIN, ServerProcess
@@ -150,6 +151,15 @@ def api(server: ServerProcess, method: str, path: str, token: str | None = None,
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return httpx.request(method, server.url + path, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
+
+
+def several_chunks(size: int, at_least: int = 3) -> bytes:
+    """Random bytes that cut into at least *at_least* chunks: a few hundred KB of random data is
+    one chunk now and then (no cut point came up), and a test about chunk ranges needs several."""
+    while True:
+        data = secrets.token_bytes(size)
+        if sum(1 for _ in chunk_bytes(data)) >= at_least:
+            return data
 
 
 def random_file(path: Path, size: int, seed: int | None = None) -> Path:

@@ -23,7 +23,7 @@ from python_client.transfer import url_expired
 from server.core.chunking import MAX_CHUNK_SIZE, chunk_bytes
 from server.core.errors import STATUS, ErrorCode
 from server.storage.blobs.segments import stored_keys
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, several_chunks
 from tests.harness.server import ServerProcess
 
 H = "ab" * 32  # a well-formed chunk hash
@@ -400,7 +400,7 @@ async def test_after_a_refused_commit_only_the_bad_chunk_is_missing(alice, serve
 
 
 async def test_commit_with_missing_chunks_is_refused(alice):
-    data = secrets.token_bytes(300_000)
+    data = several_chunks(300_000)
     info = ok(alice("POST", "/api/v1/files", json=announce("/new/m.bin", data)))
     hashes = {r.hex for r in chunk_bytes(data)}
     assert len(hashes) > 1

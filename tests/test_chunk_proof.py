@@ -18,7 +18,7 @@ from python_client.live import LiveSession
 from server.core.chunking import chunk_bytes
 from server.core.errors import STATUS, ErrorCode, SatchelError
 from server.core.pack import MEDIA_TYPE, pack_header
-from tests.conftest import User
+from tests.conftest import User, several_chunks
 from tests.harness.server import ServerProcess
 from tests.test_bad_input import Api, announce, complete, content, expect, ok, send_chunks, upload
 
@@ -41,7 +41,7 @@ async def owner_and_editor(server: ServerProcess, make_user: MakeUser, http: htt
     (who sees it at /Shared). Returns both users' raw APIs and the two files' bytes."""
     o, e = await make_user("o"), await make_user("e")
     owner, editor = raw(http, server, o), raw(http, server, e)
-    secret, common = os.urandom(400_000), os.urandom(300_000)
+    secret, common = several_chunks(400_000), os.urandom(300_000)
     upload(owner, "/private/secret.bin", secret)
     upload(owner, "/Shared/common.bin", common)
     await o.client.share("/Shared", e.name, "editor")

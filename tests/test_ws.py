@@ -22,7 +22,7 @@ from python_client.live import CursorStore, LiveSession, SessionClosed, watch_ch
 from server.core.chunking import hash_bytes
 from server.core.errors import ErrorCode, SatchelError
 from server.ws.protocol import HELLO_TIMEOUT_MS, INLINE_LIMIT, MAX_FRAME, CloseCode, MsgType, make_cursor, parse_cursor
-from tests.conftest import User, api
+from tests.conftest import User, api, several_chunks
 from tests.harness import ws
 from tests.harness.server import ServerProcess
 
@@ -143,7 +143,7 @@ async def test_unsubscribe_stops_pushes(server: ServerProcess, make_user: MakeUs
 
 async def test_ws_commit(server: ServerProcess, make_user: MakeUser, tmp_path: Path) -> None:
     a, b, ns = await pair(make_user)
-    base = os.urandom(300_000)
+    base = several_chunks(300_000)
     (tmp_path / "base").write_bytes(base)
     meta = await a.client.upload(tmp_path / "base", "/w/file.bin")
     chunks = (await a.client.chunk_list(meta["id"]))["chunks"]
@@ -191,7 +191,7 @@ async def test_ws_commit(server: ServerProcess, make_user: MakeUser, tmp_path: P
 async def test_ws_commit_refusals(server: ServerProcess, make_user: MakeUser, tmp_path: Path) -> None:
     a, b, ns = await pair(make_user)
     other: User = await make_user("C")  # another user
-    data = os.urandom(200_000)
+    data = several_chunks(200_000)
     (tmp_path / "d").write_bytes(data)
     meta = await a.client.upload(tmp_path / "d", "/r/file.bin")
     await a.client.upload(tmp_path / "d", "/r/sibling.bin")
