@@ -410,8 +410,12 @@ class S3BlobStore:
         already references. So the copy goes first to a key no client can write (next to the
         staged object, so ``discard_staged`` cleans it up after a crash), is checked there, and
         only a checked copy moves on to *final*.
+
+        The checked copy sits beside the staged object, not in a subfolder of its own: S3 servers
+        that keep objects as files (rclone) remove a folder once a delete empties it, which races
+        with a concurrent copy into it; the staged object keeps this folder non-empty meanwhile.
         """
-        checked = staged.rpartition("/")[0] + "/verified/" + key.hex
+        checked = staged + ".verified"
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": checked,
                                 "CopySource": {"Bucket": self.bucket, "Key": staged}}
         if etag:
