@@ -516,6 +516,12 @@ class Connection:
 
     # ------------------------------------------------------------ co-editing (server/coedit/)
 
+    def _doc_role(self, ns: int) -> str:
+        """The caller's role in a document of namespace *ns* (refused without read access)."""
+        assert self.who is not None
+        grant = access.check_ns(self.who, ns, Perm.READ)
+        return "editor" if Perm.WRITE in access.perms(grant) else "viewer"
+
     async def _doc_join(self, frame: Frame) -> None:
         assert self.who is not None
         ns = field_int(frame, "ns", required=False, maximum=2**31 - 1)
@@ -545,8 +551,7 @@ class Connection:
         handle = self.doc_handles.get(node.id)
         if handle is None and len(self.docs) >= MAX_DOCS:
             raise SatchelError(ErrorCode.too_many_requests, f"at most {MAX_DOCS} documents per connection")
-        grant = access.check_ns(self.who, ns, Perm.READ)
-        role = "editor" if Perm.WRITE in access.perms(grant) else "viewer"
+        role = self._doc_role(ns)
         room = await self.coedit.room(node.id, ns, inner)
         for _ in range(3):
             if not room.closed:
@@ -557,8 +562,7 @@ class Connection:
             raise SatchelError(ErrorCode.unavailable, "the document keeps closing; try again")
         if room.ns_id != ns:  # the file was shared while this join looked it up: go by the share
             self.who = await accounts.authenticate(self.svc, self.token)
-            grant = access.check_ns(self.who, room.ns_id, Perm.READ)
-            role = "editor" if Perm.WRITE in access.perms(grant) else "viewer"
+            role = self._doc_role(room.ns_id)
         if handle is not None:  # joining again: a fresh sync on the same handle
             previous = self.docs.pop(handle, None)
             if previous is not None:
