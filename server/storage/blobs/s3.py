@@ -175,10 +175,20 @@ class S3BlobStore:
         self._stack = stack
         try:
             await self._ensure_bucket()
+            await self._anchor_staging()
             await ensure_cors(self._s3, self.bucket, self._probe_url(), self.cors_origins)
         except BaseException:
             await self.close()
             raise
+
+    async def _anchor_staging(self) -> None:
+        """Keep one small object in ``staging/`` for good. S3 servers that keep objects as files
+        (rclone) remove a folder once a delete empties it: a commit deleting the last staged
+        upload's folder would otherwise race a client's first PUT of a new upload into it (seen
+        as a 500 that the client had to retry). On S3 proper it is one 0-byte object."""
+        key = f"{self.prefix}staging/.keep"
+        with _translated("put_object", key):
+            await self._s3.put_object(Bucket=self.bucket, Key=key, Body=b"")
 
     def _probe_url(self) -> str:
         """A staging URL of this store, for the CORS preflight check (path-style, as presigned)."""
