@@ -437,6 +437,7 @@ class CuttingProxy:
         host, port = upstream.removeprefix("http://").rsplit(":", 1)
         self.upstream = (host, int(port))
         self.cut_after: int | None = None
+        self.keep_cutting = False  # cut every connection, not only the next one
         self.cuts = 0
         self.server: asyncio.Server | None = None
         self.links: list[asyncio.StreamWriter] = []
@@ -455,7 +456,9 @@ class CuttingProxy:
                 while data := await src.read(65536):
                     if cut and self.cut_after is not None and passed + len(data) > self.cut_after:
                         dst.write(data[: self.cut_after - passed])
-                        self.cut_after, self.cuts = None, self.cuts + 1
+                        self.cuts += 1
+                        if not self.keep_cutting:
+                            self.cut_after = None
                         dst.transport.abort()
                         up_writer.transport.abort()
                         return
@@ -494,6 +497,31 @@ async def test_s3_read_resumes_after_connection_drops_mid_body(s3_server: Rclone
         got = b"".join([p async for p in st.read(key, 1000, 2 * PIECE)])
         assert proxy.cuts == 2
         assert got == data[1000:2 * PIECE]
+    finally:
+        await st.close()
+        await proxy.stop()
+
+
+async def test_s3_promote_drops_a_staged_chunk_that_never_reads_whole(s3_server: RcloneS3) -> None:
+    """A staged object every read of which breaks is damaged, not a store outage: promote drops
+    it and says ``size_mismatch``, so the client sends the chunk again (a commit answered
+    'unavailable' forever would never get through)."""
+    proxy = CuttingProxy(s3_server.endpoint)
+    endpoint = await proxy.start()
+    st = S3BlobStore(s3_server.bucket, f"t-{secrets.token_hex(4)}", endpoint=endpoint,
+                     access_key=s3_server.access_key, secret_key=s3_server.secret_key, session=SESSION)
+    await st.start()
+    try:
+        key, data = chunk(2 * PIECE + 777)
+        direct = await st.presign_upload("cut2", key, len(data), 60)
+        assert (await put_url(direct.url, data)).status_code == 200
+        proxy.cut_after, proxy.keep_cutting = PIECE + 100, True
+        with pytest.raises(SatchelError) as err:
+            await st.promote("cut2", key, len(data))
+        assert err.value.code is ErrorCode.size_mismatch
+        proxy.cut_after = None
+        assert not staged_path(s3_server, st, "cut2", key).exists()
+        assert not await st.exists(key)
     finally:
         await st.close()
         await proxy.stop()

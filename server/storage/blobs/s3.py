@@ -375,7 +375,12 @@ class S3BlobStore:
                 # The body broke mid-way (botocore retries requests, not bodies being read): the
                 # hash needs every byte, so read the staged object again from the start.
                 if attempt + 1 == READ_ATTEMPTS:
-                    raise
+                    # The store answers but never sends this object whole: it is damaged (rclone
+                    # leaves such objects after an interrupted PUT), not a store that is down.
+                    # Only the client holds the bytes: drop it so the chunk is listed as missing.
+                    await self._delete_quietly(staged)
+                    raise SatchelError(ErrorCode.size_mismatch, "the staged chunk cannot be read whole; "
+                                       "send it again", hash=key.hex) from None
                 log.warning("s3 read of staged %s broke; reading it again", staged)
         if error is not None:
             await self._delete_quietly(staged)
