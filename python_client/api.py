@@ -22,6 +22,9 @@ import httpx
 from server.core.errors import ErrorCode, SatchelError
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+# Requests whose work grows with the file: a commit verifies every new chunk (on an object store,
+# reads each back), a start may rebuild chunks from the parent's bytes (protocol.md, "Uploading").
+SLOW_TIMEOUT = httpx.Timeout(900.0, connect=10.0)
 Entries = list[dict[str, Any]]  # named outside the class: there ``list`` is the listing method
 
 
@@ -66,10 +69,10 @@ class SatchelClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    async def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
-                      ) -> Any:
+    async def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+                      timeout: httpx.Timeout | None = None) -> Any:
         resp = await self.http.request(method, self.server + path, json=json, params=params,
-                                       headers=self._headers())
+                                       headers=self._headers(), timeout=timeout or self.http.timeout)
         raise_for_error(resp)
         if resp.status_code == 204 or not resp.content:
             return None
@@ -237,7 +240,7 @@ class SatchelClient:
 
     # -- uploads / downloads (raw routes; see transfer.py for the engines)
     async def start_upload(self, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", "/api/v1/files", json=body)
+        result: dict[str, Any] = await self.request("POST", "/api/v1/files", json=body, timeout=SLOW_TIMEOUT)
         return result
 
     async def upload_status(self, upload_id: str) -> dict[str, Any]:
@@ -245,7 +248,8 @@ class SatchelClient:
         return result
 
     async def commit_upload(self, upload_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", f"/api/v1/uploads/{upload_id}/commit")
+        result: dict[str, Any] = await self.request("POST", f"/api/v1/uploads/{upload_id}/commit",
+                                                    timeout=SLOW_TIMEOUT)
         return result
 
     async def chunk_list(self, file_id: int, rev: int | None = None, offset: int = 0) -> dict[str, Any]:

@@ -300,10 +300,12 @@ async def _all_chunks(client: SatchelClient, file_id: int, rev: int | None) -> d
     return first
 
 
-def _reuse_local(fd: int, chunks: list[dict[str, Any]], part_existed: bool, target: Path,
+def _reuse_local(fd: int, size: int, chunks: list[dict[str, Any]], part_existed: bool, target: Path,
                  stats: TransferStats, sources: Sequence[Path] = ()) -> list[dict[str, Any]]:
-    """Fill the part file from bytes already on disk (the part file, the target's old version,
-    then *sources*: other local files that may share chunks); return the chunks still to fetch."""
+    """Fill the part file (of a file of *size* bytes) from bytes already on disk (the part file,
+    the target's old version, then *sources*: other local files that may share chunks); return
+    the chunks still to fetch. The old files are cut as a file of *size* would be, so a file
+    that crossed a chunk-size step still finds its unchanged bytes."""
     needed = []
     for c in chunks:
         if part_existed and hash_bytes(os.pread(fd, c["size"], c["offset"])).hex() == c["hash"]:
@@ -313,7 +315,7 @@ def _reuse_local(fd: int, chunks: list[dict[str, Any]], part_existed: bool, targ
     for source in (target, *sources):
         if not needed or not source.is_file():
             continue
-        old = {r.digest.hex(): r for r in chunk_file(source)}
+        old = {r.digest.hex(): r for r in chunk_file(source, as_size=size)}
         still = []
         with open(source, "rb", buffering=0) as src:
             for c in needed:
@@ -567,8 +569,12 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
             (_offsets(base_chunks) if usable and base_chunks is not None else None)
         if known is not None:
             needed = await asyncio.to_thread(_reuse_known, fd, chunks, target, known, stats)
+            if needed and chunking.avg_chunk_size(listing["size"]) != \
+                    chunking.avg_chunk_size(sum(c["size"] for c in known)):  # cut anew: find by content
+                needed = await asyncio.to_thread(_reuse_local, fd, listing["size"], needed, False, target, stats)
         else:
-            needed = await asyncio.to_thread(_reuse_local, fd, chunks, part_existed, target, stats, sources or [])
+            needed = await asyncio.to_thread(_reuse_local, fd, listing["size"], chunks, part_existed, target,
+                                             stats, sources or [])
         if needed and sum(c["size"] for c in needed) < listing["size"]:
             flushing = asyncio.ensure_future(asyncio.to_thread(os.fdatasync, fd))  # reused bytes: writeback now
         advance = progress(sum(c["size"] for c in needed), len(needed)) if progress else None

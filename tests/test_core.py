@@ -139,3 +139,36 @@ def test_a_non_ascii_signature_is_a_bad_signature_not_a_crash():
     with pytest.raises(SatchelError) as err:
         parse_range("bytes=-5", 0)  # an empty file has no last 5 bytes
     assert err.value.code is ErrorCode.range_not_satisfiable
+
+
+@pytest.mark.parametrize("size", [0, 1, 65_536, 3_000_000, 40_000_000])
+def test_a_stream_cut_piece_by_piece_gives_the_chunks_of_the_whole(size):
+    """StreamCutter (the server cuts a parent revision from an async stream) must find exactly the
+    chunks a client cuts from the whole file, whatever the pieces."""
+    import random
+
+    rng = random.Random(size)
+    data = rng.randbytes(size)
+    want = [(c.offset, c.size, c.digest) for c in chunking.chunk_bytes(data)]
+    cutter = chunking.StreamCutter(size)
+    got, pos = [], 0
+    while pos < size:
+        n = rng.choice([1, 4096, 65_536, 1 << 20, 9_000_000])
+        got += [(r.offset, r.size, r.digest, bytes(v)) for r, v in cutter.feed(data[pos:pos + n])]
+        pos += n
+    got += [(r.offset, r.size, r.digest, bytes(v)) for r, v in cutter.finish()]
+    assert [g[:3] for g in got] == want
+    assert all(v == data[o:o + n] for o, n, _, v in got)
+
+
+def test_another_sizes_chunker_finds_what_a_file_shares_across_a_step(tmp_path):
+    """A file that grows across a chunk-size step shares no chunk with its old list, but the old
+    bytes cut as a file of the new size share all but the edited chunks (downloads rely on it)."""
+    old = os.urandom(3_000_000)
+    new = old[:1_000_000] + b"!" + old[1_000_000:]
+    p = tmp_path / "old"
+    p.write_bytes(old)
+    as_new = {c.digest for c in chunking.chunk_file(p, as_size=chunking.SMALL_FILE_LIMIT + 1)}
+    cut_new = chunking.StreamCutter(chunking.SMALL_FILE_LIMIT + 1)
+    new_chunks = [r.digest for r, _ in cut_new.feed(new) + cut_new.finish()]
+    assert len(set(new_chunks) - as_new) <= 3 < len(new_chunks)

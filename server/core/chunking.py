@@ -77,10 +77,55 @@ def chunk_stream(stream: BinaryIO, file_size: int) -> Iterator[ChunkRef]:
         yield ChunkRef(c.offset, c.length, blake3.blake3(c.data).digest())
 
 
-def chunk_file(path: str | os.PathLike[str]) -> Iterator[ChunkRef]:
+def chunk_file(path: str | os.PathLike[str], as_size: int | None = None) -> Iterator[ChunkRef]:
+    """The chunks of the file at *path*, cut as a file of *as_size* bytes would be (default: its
+    own size). Another size's chunker finds the chunks a file of that size shares with this one:
+    a file that grew across a chunk-size step shares almost every chunk with its old version
+    cut with the new size's chunker, and none with its old chunk list."""
     with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
-        yield from chunk_stream(f, size)
+        for c in _chunker(size if as_size is None else as_size).cut_stream(f):
+            yield ChunkRef(c.offset, c.length, blake3.blake3(c.data).digest())
+
+
+class StreamCutter:
+    """``chunk_stream`` for bytes that arrive piece by piece (an async source): feed the pieces,
+    get the same chunks, each with its bytes. A chunk is cut only once the bytes after its start
+    reach the chunker's maximum size (or the end): FastCDC decides a cut from the bytes since
+    the chunk's start alone, so the result cannot differ from cutting the whole stream at once.
+    Holds at most ``window`` + one maximum chunk."""
+
+    def __init__(self, file_size: int) -> None:
+        avg = avg_chunk_size(file_size)
+        self._cdc = FastCDC(avg)
+        self._window = max(8 * 1024 * 1024, 8 * avg)  # >= 2x the max chunk (4x avg)
+        self._buf = b""
+        self._pieces: list[bytes] = []  # joined to _buf once they fill the window (one copy)
+        self._held = 0
+        self._offset = 0  # of _buf[0] in the stream
+
+    def feed(self, data: bytes) -> list[tuple[ChunkRef, memoryview]]:
+        """The chunks complete with *data*; their views stay valid (the buffer is replaced, not
+        resized)."""
+        self._pieces.append(data)
+        self._held += len(data)
+        return self._cut(final=False) if self._held >= self._window else []
+
+    def finish(self) -> list[tuple[ChunkRef, memoryview]]:
+        return self._cut(final=True)
+
+    def _cut(self, final: bool) -> list[tuple[ChunkRef, memoryview]]:
+        buf = self._buf = b"".join([self._buf, *self._pieces])
+        self._pieces.clear()
+        cuts = list(self._cdc.cut_buf(buf)) if buf else []
+        if not final:
+            cuts = cuts[:-1]  # the last one may end only because the buffer does
+        out = [(ChunkRef(self._offset + c.offset, c.length, blake3.blake3(c.data).digest()), c.data)
+               for c in cuts]
+        used = cuts[-1].offset + cuts[-1].length if cuts else 0
+        self._buf, self._offset = buf[used:], self._offset + used
+        self._held = len(self._buf)
+        return out
 
 
 def chunk_bytes(data: bytes) -> list[ChunkRef]:

@@ -38,11 +38,11 @@ from server.auth.tokens import new_id
 from server.core import chunking, paths
 from server.core.errors import ErrorCode, SatchelError
 from server.core.pack import PackReader
-from server.services import access, downloads, journal, quota, refguard, search_index, tree
+from server.services import access, derive, downloads, journal, quota, refguard, search_index, tree
 from server.services.access import Location, Perm
 from server.services.context import Principal, Services
 from server.services.serialize import iso
-from server.storage.blobs.base import BlobKey
+from server.storage.blobs.base import BlobKey, as_body
 from server.storage.db import now_ms
 from server.storage.models import Chunk, Namespace, Node, Revision, RevisionChunk, Upload, UploadChunk
 
@@ -278,6 +278,7 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
         if node is None:  # below a file: fail now, not after every chunk was sent
             await tree.check_parents(s, loc.ns_id, loc.path)
         head = node.head_rev_id if node else None
+        parent_size = node.size if node is not None and head is not None else None
         if head != parent_rev:  # fail before any byte is sent; commit checks again
             raise SatchelError(ErrorCode.conflict, "the file changed since the revision you edited",
                                path=loc.path, head_rev=head, parent_rev=parent_rev)
@@ -324,7 +325,24 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
             if wrong is not None:
                 raise SatchelError(ErrorCode.size_mismatch, "a chunk is announced with a size it does not have",
                                    hash=bytes(wrong).hex())
-    return await _describe(svc, who, upload, base_url, resumed=existing is not None)
+    derived = existing is None and parent_rev is not None and derive.crosses_step(size, parent_size) \
+        and await _derive(svc, upload, parent_rev, parent_size or 0)
+    return await _describe(svc, who, upload, base_url, resumed=existing is not None or derived)
+
+
+async def _derive(svc: Services, upload: Upload, parent_rev: int, parent_size: int) -> bool:
+    """A new version cut with another chunk size than its parent: store what the parent's bytes
+    hold of it (``server.services.derive``) before telling the client what is missing."""
+    async with svc.db.read() as s:
+        wanted = dict(await (_unproven if _proving(upload) else _missing)(s, upload))
+    if len(wanted) < derive.MIN_WANTED:
+        return False
+    found = await derive.from_parent(svc, upload.owner_id, parent_rev, parent_size, upload.size, wanted)
+    if found and _proving(upload):  # read from a revision of this namespace: shown readable
+        await _mark_received(svc, upload.id, found)
+    log.info("upload %s: %d chunks derived from revision %d, %d left to send", upload.id, len(found),
+             parent_rev, len(wanted))
+    return bool(found)
 
 
 async def status(svc: Services, who: Principal, upload_id: str, base_url: str) -> dict[str, Any]:
@@ -654,7 +672,7 @@ async def store_inline(svc: Services, items: list[Prepared]) -> None:
     for p in items:
         for digest, data in p.inline.items():
             key = BlobKey(p.loc.owner_id, digest)
-            await svc.blobs.put_stream(key, len(data), _one(data))
+            await svc.blobs.put_stream(key, len(data), as_body(data))
             stored.append(key)
     if stored:
         await svc.blobs.sync(stored)
@@ -717,10 +735,6 @@ async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dic
     return result
 
 
-async def _one(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
 async def store_stream(svc: Services, who: Principal, loc: Location, size: int, mime: str | None,
                        body: AsyncIterator[bytes]) -> Node:
     """Store a new file from one request body (a link's file request): spooled to a temporary
@@ -746,7 +760,7 @@ async def store_stream(svc: Services, who: Principal, loc: Location, size: int, 
         for ref in refs:
             await asyncio.to_thread(spool.seek, ref.offset)
             data = await asyncio.to_thread(spool.read, ref.size)
-            await svc.blobs.put_stream(BlobKey(loc.owner_id, ref.digest), ref.size, _one(data))
+            await svc.blobs.put_stream(BlobKey(loc.owner_id, ref.digest), ref.size, as_body(data))
     await svc.blobs.sync([BlobKey(loc.owner_id, r.digest) for r in refs])
     chunks = [(r.digest, r.size) for r in refs]
     new = NewRevision(loc.ns_id, loc.owner_id, loc.path, None, size, chunking.content_hash(d for d, _ in chunks),
@@ -784,7 +798,7 @@ async def commit_bytes(svc: Services, who: Principal, file_id: int, data: bytes,
     access.check_ns(who, ns_id, Perm.WRITE)
     for ref in refs:
         await svc.blobs.put_stream(BlobKey(owner_id, ref.digest), ref.size,
-                                   _one(data[ref.offset:ref.offset + ref.size]))
+                                   as_body(data[ref.offset:ref.offset + ref.size]))
     await svc.blobs.sync([BlobKey(owner_id, r.digest) for r in refs])
     chunks = [(r.digest, r.size) for r in refs]
 

@@ -28,6 +28,11 @@ class BlobKey:
         return self.digest.hex()
 
 
+async def as_body(data: bytes) -> AsyncIterator[bytes]:
+    """Bytes held in memory as the *body* ``put_stream`` takes."""
+    yield data
+
+
 @dataclass(frozen=True, slots=True)
 class DirectUrl:
     """A presigned request a client makes straight to the object store."""
