@@ -71,6 +71,9 @@ SETTINGS: tuple[Setting, ...] = (
             "live (larger ones are refused with too_large).", "size"),
     Setting("coedit_save_delay", "SATCHEL_COEDIT_SAVE_DELAY", "2s", "A co-edited document is saved as a new "
             "revision after this long without edits (and when its last editor leaves).", "duration"),
+    Setting("coedit_awareness_timeout", "SATCHEL_COEDIT_AWARENESS_TIMEOUT", "30s", "A co-editor's cursor and "
+            "name not renewed for this long is dropped (clients renew every 15 s; y-protocols' timeout).",
+            "duration"),
     Setting("log_level", "SATCHEL_LOG_LEVEL", "info", "debug, info, warning or error."),
     Setting("web_dir", "SATCHEL_WEB_DIR", "", "Folder of the built web app (index.html, assets/); "
             "empty = client_js/dist of this checkout."),
@@ -120,6 +123,7 @@ class Config:
     default_quota: int = 0
     coedit_max_bytes: int = 5 * 1024 * 1024
     coedit_save_delay: float = 2.0
+    coedit_awareness_timeout: float = 30.0
     log_level: str = "info"
     web_dir: str = ""
 

@@ -16,7 +16,7 @@ import pytest
 
 from python_client.coedit import DocClosed, DocSession
 from python_client.live import LiveSession
-from server.coedit import awareness
+from server.coedit import awareness, manager
 from server.core.errors import ErrorCode, SatchelError
 from server.ws.protocol import MsgType
 from tests.coedit_helpers import get_text, joined, put_text
@@ -181,7 +181,11 @@ async def test_awareness_join_leave(srv: ServerProcess, make_user: MakeUser) -> 
         await one.wait_until(lambda: not one.peers, 5)
 
 
-async def test_awareness_times_out(srv: ServerProcess, make_user: MakeUser) -> None:
+async def test_awareness_times_out(srv: ServerProcess, make_user: MakeUser,
+                                   start_server: Callable[..., ServerProcess]) -> None:
+    # A short timeout (the default, 30 s, is y-protocols'), checked every few seconds (manager.TICK).
+    srv = start_server("pg-s3" if "DATABASE_URL" in srv.env else "sqlite-local",
+                       SATCHEL_COEDIT_AWARENESS_TIMEOUT="2s")
     a = await user(make_user, srv)
     await put_text(a.client, "/aw2.txt", "x")
     async with joined(srv.url, token(a), "/aw2.txt") as watcher, LiveSession.connect(srv.url, token(a)) as live:
@@ -189,7 +193,7 @@ async def test_awareness_times_out(srv: ServerProcess, make_user: MakeUser) -> N
         # One state, never renewed (a client that froze without closing its connection).
         await live.send_doc(MsgType.doc_awareness, doc.handle, awareness.encode([(4242, 1, '{"user": "frozen"}')]))
         await watcher.wait_until(lambda: 4242 in watcher.peers)
-        await watcher.wait_until(lambda: 4242 not in watcher.peers, awareness.TIMEOUT + 10)
+        await watcher.wait_until(lambda: 4242 not in watcher.peers, 2 + manager.TICK + 10)
 
 
 async def test_external_revision_is_merged(srv: ServerProcess, make_user: MakeUser,

@@ -209,3 +209,22 @@ async def test_watcher_ignores_only_its_own_folder(tmp_path: Path) -> None:
     assert w.is_private(str(tmp_path / ".satchel" / "state.db"))
     assert not w.is_private(str(tmp_path / ".satchelignore")), "the ignore file is the user's"
     assert not w.is_private(str(tmp_path / "docs" / ".satchel"))
+
+
+def test_a_file_written_in_place_just_now_waits_but_one_renamed_into_place_does_not(tmp_path: Path) -> None:
+    """`settle` holds back files that may still be being written; an atomic save (write a temp
+    file, rename it into place) is complete, and holding it back would only add latency."""
+    import os
+    import time
+
+    from python_client.sync.ignore import Ignore
+    from python_client.sync.scanner import scan
+
+    (tmp_path / "inplace.txt").write_bytes(b"still being written")
+    tmp = tmp_path.parent / f"{tmp_path.name}.tmp"
+    tmp.write_bytes(b"saved atomically")
+    time.sleep(0.02)  # past the file system's timestamp granularity (a jiffy)
+    os.rename(tmp, tmp_path / "saved.txt")
+    found = scan(tmp_path, {}, Ignore(tmp_path, []), settle=30.0)
+    assert found.busy == {"/inplace.txt"}
+    assert set(found.local) == {"/saved.txt"}

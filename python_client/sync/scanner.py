@@ -3,7 +3,8 @@
 A file whose size, mtime and inode match the synced state is taken as unchanged without reading
 it; any other file is chunked and hashed (the same FastCDC/BLAKE3 as uploads), so a touched but
 identical file is not sent, and the chunk list is kept for the upload that follows. Files modified
-in the last ``settle`` seconds are reported busy (still being written) and left for a later round.
+in the last ``settle`` seconds are reported busy (still being written) and left for a later round,
+unless renamed into place since (complete).
 Symlinks, names the server would refuse and unreadable entries are reported, never fatal.
 """
 
@@ -102,7 +103,10 @@ def _file(root: Path, path: str, st: os.stat_result, sn: SyncedNode | None, out:
     if sn is not None and node.same_stat(sn):
         out.local[path] = node
         return
-    if now_ns - st.st_mtime_ns < settle * 1e9:
+    # Written in the last `settle` seconds: maybe still being written. Not when something else
+    # touched the inode after the last write (ctime past mtime): a file renamed into place (the
+    # atomic save of editors and downloaders) is complete, and waiting would only add latency.
+    if now_ns - st.st_mtime_ns < settle * 1e9 and st.st_ctime_ns == st.st_mtime_ns:
         out.busy.add(path)
         return
     try:

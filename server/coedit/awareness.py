@@ -122,5 +122,5 @@ class Table:
     def drop_owner(self, owner: str) -> bytes | None:
         return self.drop(lambda o, _e: o == owner)
 
-    def expire(self, now: float) -> bytes | None:
-        return self.drop(lambda _o, e: now - e.seen > TIMEOUT)
+    def expire(self, now: float, timeout: float = TIMEOUT) -> bytes | None:
+        return self.drop(lambda _o, e: now - e.seen > timeout)

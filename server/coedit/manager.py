@@ -53,7 +53,8 @@ class _Follower:
 class Coedit:
     def __init__(self, svc: Services, hub: Hub, bus: Bus, node: str) -> None:
         self.svc, self.hub, self.bus, self.node = svc, hub, bus, node
-        self.settings = Settings(svc.config.coedit_save_delay, svc.config.coedit_max_bytes)
+        self.settings = Settings(svc.config.coedit_save_delay, svc.config.coedit_max_bytes,
+                                 svc.config.coedit_awareness_timeout)
         self.rooms: dict[int, Room] = {}
         self._followers: dict[int, _Follower] = {}
         self._handlers: dict[int, Any] = {}

@@ -68,6 +68,7 @@ class Member:
 class Settings:
     save_delay: float = 2.0
     max_bytes: int = 5 * 1024 * 1024
+    awareness_timeout: float = awareness.TIMEOUT
 
 
 @dataclass(eq=False)
@@ -267,7 +268,7 @@ class Room:
 
     def tick(self) -> None:
         """Every few seconds: drop stale awareness, and tell the other nodes what this one has."""
-        gone = self.table.expire(time.monotonic())
+        gone = self.table.expire(time.monotonic(), self.settings.awareness_timeout)
         if gone is not None:
             self._to_local(MsgType.doc_awareness, gone)
         self.publish("sv", self.doc.get_state())
