@@ -26,6 +26,7 @@ from server.core.chunking import ChunkRef, chunk_file, content_hash
 from server.core.errors import SatchelError
 
 log = logging.getLogger(__name__)
+RENAME_SETS_CTIME = os.name != "nt"  # POSIX: ctime is the last inode change (a rename sets it)
 
 
 @dataclass
@@ -106,7 +107,8 @@ def _file(root: Path, path: str, st: os.stat_result, sn: SyncedNode | None, out:
     # Written in the last `settle` seconds: maybe still being written. Not when something else
     # touched the inode after the last write (ctime past mtime): a file renamed into place (the
     # atomic save of editors and downloaders) is complete, and waiting would only add latency.
-    if now_ns - st.st_mtime_ns < settle * 1e9 and st.st_ctime_ns == st.st_mtime_ns:
+    # (On Windows st_ctime is the creation time: there the wait always applies.)
+    if now_ns - st.st_mtime_ns < settle * 1e9 and not (RENAME_SETS_CTIME and st.st_ctime_ns > st.st_mtime_ns):
         out.busy.add(path)
         return
     try:

@@ -111,6 +111,10 @@ class StreamCutter:
         self._held += len(data)
         return self._cut(final=False) if self._held >= self._window else []
 
+    def fills(self, data: bytes) -> bool:
+        """Will feeding *data* cut (and hash) a window, the slow part?"""
+        return self._held + len(data) >= self._window
+
     def finish(self) -> list[tuple[ChunkRef, memoryview]]:
         return self._cut(final=True)
 

@@ -23,6 +23,9 @@ from server.storage.blobs.base import BlobKey, as_body
 log = logging.getLogger(__name__)
 MIN_WANTED = 64  # below this many missing chunks, sending them costs less than reading the parent
 STORE_AHEAD = 8  # chunk writes in flight (an object store answers each after milliseconds)
+# One at a time per process: it reads a whole file and costs a core. A start that finds it busy
+# does not wait (the client sends those chunks instead), so no caller can queue up the server.
+_running = asyncio.Lock()
 
 
 def crosses_step(new_size: int, parent_size: int | None) -> bool:
@@ -34,7 +37,17 @@ async def from_parent(svc: Services, owner_id: int, parent_rev: int, parent_size
                       wanted: dict[bytes, int]) -> list[bytes]:
     """Store the chunks of *wanted* (digest -> size) that the parent revision's bytes hold when
     cut as a file of *new_size*; return their digests. Best effort: a failure (a parent chunk
-    unreadable) ends the search, and the chunks not found are simply sent by the client."""
+    unreadable) ends the search, and the chunks not found are simply sent by the client; so does
+    another derivation running already."""
+    if _running.locked():
+        log.info("not deriving chunks from revision %d: another derivation is running", parent_rev)
+        return []
+    async with _running:
+        return await _from_parent(svc, owner_id, parent_rev, parent_size, new_size, wanted)
+
+
+async def _from_parent(svc: Services, owner_id: int, parent_rev: int, parent_size: int, new_size: int,
+                       wanted: dict[bytes, int]) -> list[bytes]:
     cutter = chunking.StreamCutter(new_size)
     found: list[bytes] = []
     writes: set[asyncio.Task[None]] = set()
@@ -57,16 +70,18 @@ async def from_parent(svc: Services, owner_id: int, parent_rev: int, parent_size
 
     try:
         async for piece in downloads.revision_bytes(svc, parent_rev, owner_id, 0, parent_size):
-            await take(cutter.feed(piece))
+            # Cutting and hashing a window takes tens of milliseconds: not on the event loop.
+            await take(await asyncio.to_thread(cutter.feed, piece) if cutter.fills(piece) else cutter.feed(piece))
             if not wanted:
                 break
         else:
-            await take(cutter.finish())
+            await take(await asyncio.to_thread(cutter.finish))
         for outcome in await asyncio.gather(*writes, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise outcome
     except Exception:  # never fail the upload for it: the client sends what was not found
         log.warning("deriving chunks from revision %d stopped early", parent_rev, exc_info=True)
+    finally:
         for t in writes:
             t.cancel()
         await asyncio.gather(*writes, return_exceptions=True)

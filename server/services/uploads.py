@@ -333,13 +333,17 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
 async def _derive(svc: Services, upload: Upload, parent_rev: int, parent_size: int) -> bool:
     """A new version cut with another chunk size than its parent: store what the parent's bytes
     hold of it (``server.services.derive``) before telling the client what is missing."""
-    async with svc.db.read() as s:
-        wanted = dict(await (_unproven if _proving(upload) else _missing)(s, upload))
-    if len(wanted) < derive.MIN_WANTED:
+    try:
+        async with svc.db.read() as s:
+            wanted = dict(await (_unproven if _proving(upload) else _missing)(s, upload))
+        if len(wanted) < derive.MIN_WANTED:
+            return False
+        found = await derive.from_parent(svc, upload.owner_id, parent_rev, parent_size, upload.size, wanted)
+        if found and _proving(upload):  # read from a revision of this namespace: shown readable
+            await _mark_received(svc, upload.id, found)
+    except Exception:  # an optimisation only: the client sends the chunks instead
+        log.warning("upload %s: deriving chunks from revision %d failed", upload.id, parent_rev, exc_info=True)
         return False
-    found = await derive.from_parent(svc, upload.owner_id, parent_rev, parent_size, upload.size, wanted)
-    if found and _proving(upload):  # read from a revision of this namespace: shown readable
-        await _mark_received(svc, upload.id, found)
     log.info("upload %s: %d chunks derived from revision %d, %d left to send", upload.id, len(found),
              parent_rev, len(wanted))
     return bool(found)
