@@ -14,7 +14,11 @@ is fsynced and renamed over the target only when complete: the target is never h
 from __future__ import annotations
 
 import asyncio
+import base64
+import bisect
 import contextlib
+import json
+import logging
 import mimetypes
 import os
 import queue
@@ -28,12 +32,13 @@ from typing import Any
 
 import httpx
 
-from python_client.api import SatchelClient, raise_for_error
+from python_client.api import SLOW_TIMEOUT, SatchelClient, raise_for_error
 from python_client.chunk_http import ChunkHttp
 from server.core import chunking, pack
 from server.core.chunking import ChunkRef, chunk_file, hash_bytes, new_hasher
 from server.core.errors import ErrorCode, SatchelError
 
+log = logging.getLogger(__name__)
 PART_SUFFIX = ".satchel-part"
 RUN_LIMIT = 64 * 1024 * 1024  # split big ranged downloads so they run in parallel
 FLUSH_EVERY = 64 * 1024 * 1024  # start writeback of a download every this many bytes
@@ -135,10 +140,13 @@ class UrlExpired(Exception):
 
 async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remote: str, *,
                       parent_rev: int | str | None = "auto", progress: Callable[[int, int], Progress] | None = None,
-                      stats: TransferStats | None = None, chunks: list[ChunkRef] | None = None) -> dict[str, Any]:
+                      stats: TransferStats | None = None, chunks: list[ChunkRef] | None = None,
+                      parent_chunks: list[tuple[bytes, int]] | None = None) -> dict[str, Any]:
     """Upload *local* to *remote*. ``parent_rev="auto"`` overwrites the current head (if any);
     an int or None is sent as is and a stale one is a ``conflict``. *chunks*: the file's chunk
-    list when the caller just computed it (a sync client's scan), so the file is not read twice."""
+    list when the caller just computed it (a sync client's scan), so the file is not read twice.
+    *parent_chunks*: the parent revision's chunk list (digest, size) when the caller keeps it;
+    across a chunk-size step, the missing chunks then travel as patches of the parent's bytes."""
     stats = stats or TransferStats()
     path = Path(local)
     before = path.stat()
@@ -149,6 +157,7 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         raise SatchelError(ErrorCode.conflict, f"{path} changed while it was being read; try again")
     stats.chunks_total = len(refs)
     where = {r.digest.hex(): (r.offset, r.size) for r in refs}
+    head = None
     if parent_rev == "auto":
         head = await client.stat_or_none(remote)
         if head is not None and head["kind"] != "file":
@@ -161,6 +170,8 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     }
     del refs
     info = await client.start_upload(body)
+    if info["missing"] and isinstance(parent_rev, int):
+        info = await _send_patches(client, path, info, where, parent_rev, head, parent_chunks, stats)
     advance = progress(sum(m["size"] for m in info["missing"]), len(info["missing"])) if progress else None
     fd = os.open(path, os.O_RDONLY)
     pool = ChunkHttp(client.parallel)
@@ -188,6 +199,86 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     finally:
         os.close(fd)
         await pool.aclose()
+
+
+PATCH_MAX_LITERAL = 0.75  # a missing chunk mostly made of new bytes is sent as it is
+
+
+def _patches(path: Path, parent: list[tuple[bytes, int]], missing: list[dict[str, Any]],
+             where: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
+    """The missing chunks as patches of the parent's bytes: the file cut as a file of the
+    parent's size shares its chunks with the parent's list, which says where they are in the
+    parent; the rest of each missing chunk is literal bytes."""
+    parent_size = sum(n for _, n in parent)
+    found: dict[bytes, int] = {}
+    offset = 0
+    for digest, n in parent:
+        found.setdefault(digest, offset)
+        offset += n
+    same = [(r.offset, r.size, found[r.digest]) for r in chunk_file(path, as_size=parent_size) if r.digest in found]
+    starts = [s for s, _, _ in same]
+    out = []
+    with open(path, "rb", buffering=0) as f:
+        for m in missing:
+            start, size = where[m["hash"]]
+            end, pos, literal = start + size, start, 0
+            parts: list[Any] = []
+            i = max(0, bisect.bisect_right(starts, start) - 1)
+            while i < len(same) and same[i][0] < end:
+                at, n, parent_at = same[i]
+                i += 1
+                lo, hi = max(start, at), min(end, at + n)
+                if hi <= lo:
+                    continue
+                if lo > pos:
+                    parts.append(os.pread(f.fileno(), lo - pos, pos))
+                    literal += lo - pos
+                if parts and isinstance(parts[-1], list) and sum(parts[-1]) == parent_at + lo - at:
+                    parts[-1][1] += hi - lo
+                else:
+                    parts.append([parent_at + lo - at, hi - lo])
+                pos = hi
+            if pos < end:
+                parts.append(os.pread(f.fileno(), end - pos, pos))
+                literal += end - pos
+            if literal <= PATCH_MAX_LITERAL * size:
+                out.append({"hash": m["hash"], "size": size, "parts": [
+                    p if isinstance(p, list) else base64.b64encode(p).decode() for p in parts]})
+    return out
+
+
+async def _send_patches(client: SatchelClient, path: Path, info: dict[str, Any], where: dict[str, tuple[int, int]],
+                        parent_rev: int, head: dict[str, Any] | None, parent: list[tuple[bytes, int]] | None,
+                        stats: TransferStats) -> dict[str, Any]:
+    """Across a chunk-size step (protocol.md, "Uploading a file"), send the few missing chunks as
+    patches of the parent. Returns the session again (what is still missing). Best effort: any
+    refusal leaves the chunks to the normal way."""
+    size = info["size"]
+    if len(info["missing"]) > chunking.MAX_PATCHES:
+        return info
+    if parent is None:
+        if head is None or head.get("rev") != parent_rev or \
+                chunking.avg_chunk_size(size) == chunking.avg_chunk_size(int(head.get("size") or 0)):
+            return info
+        listing = await _all_chunks(client, int(head["id"]), parent_rev)
+        parent = [(bytes.fromhex(c["hash"]), int(c["size"])) for c in listing["chunks"]]
+    if chunking.avg_chunk_size(size) == chunking.avg_chunk_size(sum(n for _, n in parent)):
+        return info  # same cut: the parent's chunks around an edit are no help
+    patches = await asyncio.to_thread(_patches, path, parent, info["missing"], where)
+    if not patches:
+        return info
+    body = json.dumps({"chunks": patches}, separators=(",", ":")).encode()
+    try:
+        resp = await client.http.post(f"{client.server}/api/v1/uploads/{info['upload_id']}/patch", content=body,
+                                      headers={**client._headers(), "Content-Type": "application/json"},
+                                      timeout=SLOW_TIMEOUT)
+        raise_for_error(resp)
+    except (SatchelError, httpx.HTTPError) as exc:
+        log.info("patches refused (%s); sending the chunks", exc)
+        return info
+    stats.bytes_sent += len(body)
+    stats.chunks_sent += len(patches)
+    return await client.upload_status(info["upload_id"])
 
 
 _EXPIRY_SIGNS = (b"expired", b"requesttimetooskewed", b"difference between the request time")

@@ -35,7 +35,7 @@ CASES = sorted(
     for m in (r.methods or ()) if m != "HEAD" or r.path.endswith("/content")
 )
 JSON_ROUTES = {"/api/v1/files", "/api/v1/mkdir", "/api/v1/move", "/api/v1/delete", "/api/v1/auth/signup",
-               "/api/v1/auth/login"}
+               "/api/v1/auth/login", "/api/v1/uploads/{upload_id}/patch"}
 BODY_CASES = [c for c in CASES if c[0] in JSON_ROUTES]
 OTHER_CASES = [c for c in CASES if c[0] not in JSON_ROUTES]
 # ~150 requests in all, the routes that parse a body getting more of them.

@@ -416,6 +416,58 @@ async def test_commit_with_missing_chunks_is_refused(alice):
     assert snapshot(alice) == []
 
 
+async def test_patches_are_checked_and_a_good_one_builds_the_chunk(alice, user):
+    """POST /uploads/{id}/patch: every malformed, unannounced, out-of-range or wrong patch is
+    refused and stores nothing; a right one (ranges of the parent + the new byte) stores the
+    chunk, and the commit gives the new bytes."""
+    import base64
+
+    v1 = several_chunks(300_000)
+    first = upload(alice, "/p.bin", v1)
+    v2 = v1[:150_000] + b"!" + v1[150_000:]
+    info = ok(alice("POST", "/api/v1/files", json=announce("/p.bin", v2, first["rev"])))
+    up = f"/api/v1/uploads/{info['upload_id']}/patch"
+    edited = next(r for r in chunk_bytes(v2) if r.offset <= 150_000 < r.offset + r.size)
+    assert edited.hex in {m["hash"] for m in info["missing"]}
+    s, e = edited.offset, edited.offset + edited.size
+
+    def patch(*parts: Any, h: str = edited.hex, size: int = edited.size) -> dict[str, Any]:
+        return {"chunks": [{"hash": h, "size": size, "parts": list(parts)}]}
+
+    b64 = base64.b64encode
+    right = patch(*([[s, 150_000 - s]] if s < 150_000 else []), b64(b"!").decode(), [150_000, e - 150_001])
+    before = snapshot(alice)
+    for body, status, code in [
+        ({}, 400, "bad_request"), ({"chunks": []}, 400, "bad_request"), ({"chunks": "x"}, 400, "bad_request"),
+        ({"chunks": right["chunks"] * 65}, 400, "bad_request"),
+        ({"chunks": [{"hash": edited.hex, "size": edited.size}]}, 400, "bad_request"),
+        (patch([0, 10], h=H, size=10), 400, "bad_request"),  # not announced
+        (patch([0, edited.size + 1], size=edited.size + 1), 400, "bad_request"),  # announced with another size
+        (patch([0, 1]), 400, "size_mismatch"),
+        (patch([len(v1) - 1, 2], [0, edited.size - 2]), 400, "bad_request"),  # past the parent's end
+        (patch([-1, 1], [0, edited.size - 1]), 400, "bad_request"),
+        (patch([0, 0], [0, edited.size]), 400, "bad_request"),
+        (patch("!!not base64", [0, edited.size]), 400, "bad_request"),
+        (patch(True, [0, edited.size]), 400, "bad_request"),
+        (patch([0, edited.size]), 400, "hash_mismatch"),  # the parent's bytes, not the chunk's
+        (patch(b64(bytes(edited.size)).decode()), 400, "hash_mismatch"),
+    ]:
+        expect(alice("POST", up, json=body), status, code)
+    assert edited.hex in {m["hash"] for m in ok(alice("GET", f"/api/v1/uploads/{info['upload_id']}"))["missing"]}
+    # Someone else's upload, and an upload without a parent.
+    expect(user()("POST", up, json=right), 404, "not_found")
+    fresh = ok(alice("POST", "/api/v1/files", json=announce("/fresh.bin", v2)))
+    expect(alice("POST", f"/api/v1/uploads/{fresh['upload_id']}/patch", json=right), 400, "bad_request")
+    assert snapshot(alice) == before
+
+    assert ok(alice("POST", up, json=right)) == {"stored": 1}
+    left = ok(alice("GET", f"/api/v1/uploads/{info['upload_id']}"))["missing"]
+    assert edited.hex not in {m["hash"] for m in left}
+    entry = complete(alice, {**info, "missing": left}, v2)
+    assert content(alice, entry["id"]) == v2
+    expect(alice("POST", up, json=right), 409, "upload_committed")
+
+
 # ---------------------------------------------------------------- signed URLs
 
 async def test_expired_signed_urls(http, strict):

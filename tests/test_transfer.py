@@ -286,10 +286,11 @@ async def test_a_stored_chunk_announced_with_a_wrong_size_is_refused(alice, serv
 @pytest.mark.parametrize("with_base", [False, True], ids=["by-content", "synced-base"])
 async def test_a_file_crossing_a_chunk_size_step_sends_only_what_changed(alice, tmp_path, with_base):
     """256 MiB + 1 byte is cut with 128 KiB chunks, 256 MiB with 64 KiB ones: no chunk is shared.
-    The server finds the unchanged ones in the parent's bytes (upload), the other device in its
-    old copy (download, with or without the synced chunk list a sync client keeps)."""
+    The server finds the unchanged ones in the parent's bytes, the client sends the chunk around
+    the edit as a patch of the parent (upload); the other device finds them in its old copy
+    (download, with or without the synced chunk list a sync client keeps)."""
     size = chunking.SMALL_FILE_LIMIT
-    old = random_file(tmp_path / "old.bin", size)
+    old = random_file(tmp_path / "old.bin", size, seed=7)
     first = await alice.client.upload(old, "/big.bin")
     copy = tmp_path / "copy.bin"  # the other device's copy of the old version
     await alice.client.download("/big.bin", copy)
@@ -300,10 +301,18 @@ async def test_a_file_crossing_a_chunk_size_step_sends_only_what_changed(alice, 
             dst.write(piece[:1 << 19] + b"!" + piece[1 << 19:] if i == 128 else piece)
     assert chunking.avg_chunk_size(size + 1) != chunking.avg_chunk_size(size)
 
+    refs = list(chunk_file(new))  # what is missing once the server has searched the parent
+    announced = await alice.client.start_upload({"path": "/big.bin", "size": size + 1, "parent_rev": first["rev"],
+                                                 "chunks": [[r.hex, r.size] for r in refs]})
+    missing = sum(m["size"] for m in announced["missing"])
+    assert 0 < missing < 1024 * 1024 and announced["missing_count"] < 8
+
     sent = TransferStats()
-    entry = await alice.client.upload(new, "/big.bin", stats=sent)
+    parent = [(r.digest, r.size) for r in chunk_file(old)] if with_base else None
+    entry = await alice.client.upload(new, "/big.bin", stats=sent, parent_chunks=parent)
     assert entry["size"] == size + 1
-    assert 0 < sent.bytes_sent < 2 * 1024 * 1024, sent.bytes_sent
+    # The patch: the chunk's new bytes (about one 64 KiB chunk, base64) and ranges of the parent.
+    assert 0 < sent.bytes_sent < 0.75 * missing, (sent.bytes_sent, missing)
 
     got = TransferStats()
     base = (int(first["id"]), int(first["rev"])) if with_base else None

@@ -292,8 +292,10 @@ class Executor:
         else:
             entry = await self._commit_delta(a, ln, refs, stats)
         if entry is None:
+            sn = self.state.synced.get(a.path)
+            parent = self.state.chunks_of(sn.content_hash) if sn is not None and sn.rev == a.rev else None
             entry = await upload_file(self.client, self._path(a.path), a.path, parent_rev=a.rev, stats=stats,
-                                      chunks=refs)
+                                      chunks=refs, parent_chunks=parent)
         if refs is not None:
             self.state.put_chunks(entry["content_hash"], [(r.digest, r.size) for r in refs])
         log.info("uploaded %s: %d bytes, %d sent", a.path, ln.size, stats.bytes_sent - sent)

@@ -71,6 +71,14 @@ async def commit_upload(request: Request) -> Response:
     return JSONResponse(await uploads.commit(services(request), who, request.path_params["upload_id"]))
 
 
+async def patch_upload(request: Request) -> Response:
+    """Announced chunks as patches of the parent revision: {chunks: [{hash, size, parts}]}. 200 {stored}."""
+    who = await principal(request)
+    body = await json_body(request)
+    return JSONResponse(await uploads.receive_patches(services(request), who, request.path_params["upload_id"],
+                                                      body))
+
+
 async def put_chunk(request: Request) -> Response:
     """Signed chunk upload (no bearer token: the URL is the permission). 201; 400 hash_mismatch."""
     svc = services(request)
@@ -170,6 +178,7 @@ routes = [
     Route("/api/v1/files/{file_id}/content-url", file_content_url, methods=["GET"]),
     Route("/api/v1/uploads/{upload_id}", upload_session, methods=["GET", "DELETE"]),
     Route("/api/v1/uploads/{upload_id}/commit", commit_upload, methods=["POST"]),
+    Route("/api/v1/uploads/{upload_id}/patch", patch_upload, methods=["POST"]),
     Route("/api/v1/blobs/up/{upload_id}/{hash}", put_chunk, methods=["PUT"]),
     Route("/api/v1/blobs/pack/{upload_id}", put_pack, methods=["PUT"]),
     Route("/api/v1/blobs/down/{owner_id}/{hash}", get_chunk, methods=["GET"]),

@@ -15,6 +15,7 @@ chunk list alone, so the server computes it without reading any bytes.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -23,11 +24,13 @@ import blake3
 from pyfastcdc import FastCDC
 
 HASH_BYTES = 32
+HEX_HASH = re.compile(f"[0-9a-fA-F]{{{2 * HASH_BYTES}}}")  # a chunk hash as the REST API spells it
 MIN_AVG_CHUNK = 64 * 1024
 MAX_AVG_CHUNK = 4 * 1024 * 1024
 MAX_CHUNK_SIZE = 4 * MAX_AVG_CHUNK  # 16 MiB: the largest chunk any client may send
 TARGET_CHUNKS = 4096
 SMALL_FILE_LIMIT = MIN_AVG_CHUNK * TARGET_CHUNKS  # 256 MiB
+MAX_PATCHES = 64  # chunks per POST /api/v1/uploads/{id}/patch
 
 
 def avg_chunk_size(file_size: int) -> int:

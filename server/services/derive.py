@@ -8,14 +8,21 @@ and stores the chunks the announced list names; the client is then asked only fo
 This is what rsync's receiver does (rebuild from the old file), at the price of one read of the
 parent on the server. The content hash stays a function of the bytes alone: only where the
 chunks come from changes.
+
+The chunk or two around the edit are still missing then, and past 256 MiB they average 160 KiB.
+A client that knows the parent's chunk list sends them as patches instead (``POST
+/api/v1/uploads/{id}/patch``): ranges of the parent's bytes, which the server copies, and the
+literal bytes in between (about one chunk of the parent's smaller size).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 
 from server.core import chunking
+from server.core.errors import ErrorCode, SatchelError
 from server.services import downloads
 from server.services.context import Services
 from server.storage.blobs.base import BlobKey, as_body
@@ -86,3 +93,61 @@ async def _from_parent(svc: Services, owner_id: int, parent_rev: int, parent_siz
             t.cancel()
         await asyncio.gather(*writes, return_exceptions=True)
     return found
+
+
+# ------------------------------------------------------------------ patches
+
+MAX_PARTS = 1024  # parts per chunk
+
+
+def parse_patches(raw: object, parent_size: int) -> list[tuple[bytes, int, list[tuple[int, int] | bytes]]]:
+    """``[{hash, size, parts: [[offset, length] | "base64"]}]`` -> (digest, size, parts), checked:
+    each copy within the parent, the parts adding up to the size."""
+    if not isinstance(raw, list) or not 0 < len(raw) <= chunking.MAX_PATCHES:
+        raise SatchelError(ErrorCode.bad_request, f"'chunks' must be a list of 1 to {chunking.MAX_PATCHES} patches",
+                           field="chunks")
+    out: list[tuple[bytes, int, list[tuple[int, int] | bytes]]] = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("hash"), str) \
+                or not chunking.HEX_HASH.fullmatch(item["hash"]) or type(item.get("size")) is not int \
+                or not 0 < item["size"] <= chunking.MAX_CHUNK_SIZE \
+                or not isinstance(item.get("parts"), list) or not 0 < len(item["parts"]) <= MAX_PARTS:
+            raise SatchelError(ErrorCode.bad_request, "a patch is {hash, size, parts}", field="chunks")
+        parts: list[tuple[int, int] | bytes] = []
+        total = 0
+        for p in item["parts"]:
+            if isinstance(p, list) and len(p) == 2 and all(type(v) is int for v in p) \
+                    and p[0] >= 0 and p[1] > 0 and p[0] + p[1] <= parent_size:
+                parts.append((p[0], p[1]))
+                total += p[1]
+            elif isinstance(p, str) and p:
+                try:
+                    data = base64.b64decode(p, validate=True)
+                except ValueError as exc:
+                    raise SatchelError(ErrorCode.bad_request, "a literal part is base64", field="chunks") from exc
+                parts.append(data)
+                total += len(data)
+            else:
+                raise SatchelError(ErrorCode.bad_request, "a part is [offset, length] within the parent "
+                                   "or base64 bytes", field="chunks")
+            if total > item["size"]:
+                break
+        if total != item["size"]:
+            raise SatchelError(ErrorCode.size_mismatch, "the parts do not add up to the chunk's size",
+                               hash=item["hash"], expected=item["size"], received=total)
+        out.append((bytes.fromhex(item["hash"]), item["size"], parts))
+    return out
+
+
+async def store_patched(svc: Services, owner_id: int, parent_rev: int, digest: bytes, size: int,
+                        parts: list[tuple[int, int] | bytes]) -> None:
+    """Build one chunk from the parent's bytes and literal bytes, and store it (the store checks
+    its hash: ``hash_mismatch`` when the patch was wrong, nothing stored)."""
+    buf = bytearray()
+    for p in parts:
+        if isinstance(p, bytes):
+            buf += p
+        else:
+            async for piece in downloads.revision_bytes(svc, parent_rev, owner_id, p[0], p[0] + p[1]):
+                buf += piece
+    await svc.blobs.put_stream(BlobKey(owner_id, digest), size, as_body(bytes(buf)))

@@ -52,7 +52,6 @@ VERIFY_CONCURRENCY = 16
 MISSING_REPORT_LIMIT = 1000
 MAX_MTIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: later times have no ISO 8601 form
 UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # what new_id() makes
-HEX_HASH = re.compile(f"[0-9a-fA-F]{{{2 * chunking.HASH_BYTES}}}")
 
 
 def blob_path(upload_id: str, hex_hash: str) -> str:
@@ -105,7 +104,7 @@ def parse_chunk_list(raw: object, size: int, max_chunks: int) -> list[tuple[byte
             raise SatchelError(ErrorCode.bad_request, "each chunk is [hex hash, size]", field="chunks")
         hex_hash, csize = item
         # A pattern, not just bytes.fromhex: that one skips whitespace, so 64 characters could be fewer bytes.
-        if not HEX_HASH.fullmatch(hex_hash):
+        if not chunking.HEX_HASH.fullmatch(hex_hash):
             raise SatchelError(ErrorCode.bad_request, "a chunk hash is 64 hex digits (BLAKE3-256)",
                                field="chunks")
         digest = bytes.fromhex(hex_hash)
@@ -349,14 +348,18 @@ async def _derive(svc: Services, upload: Upload, parent_rev: int, parent_size: i
     return bool(found)
 
 
-async def status(svc: Services, who: Principal, upload_id: str, base_url: str) -> dict[str, Any]:
-    async with svc.db.read() as s:
-        upload = await _load(s, who, upload_id)
+def _still_open(upload: Upload) -> Upload:
     if upload.committed_rev_id is not None:
         raise SatchelError(ErrorCode.upload_committed, "this upload is already committed",
                            rev=upload.committed_rev_id)
     if upload.expires_ms < now_ms():
         raise SatchelError(ErrorCode.upload_expired, "this upload has expired; start it again")
+    return upload
+
+
+async def status(svc: Services, who: Principal, upload_id: str, base_url: str) -> dict[str, Any]:
+    async with svc.db.read() as s:
+        upload = _still_open(await _load(s, who, upload_id))
     return await _describe(svc, who, upload, base_url)
 
 
@@ -384,6 +387,36 @@ async def receive_chunk(svc: Services, upload_id: str, hex_hash: str, query: dic
     await svc.blobs.put_stream(key, size, body)
     if params.get("r") == "1":
         await _mark_received(svc, upload_id, [key.digest])
+
+
+async def receive_patches(svc: Services, who: Principal, upload_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Announced chunks sent as patches of the upload's parent revision (``derive.parse_patches``):
+    the server copies the ranges of the parent's bytes, adds the literal bytes, and stores each
+    chunk if it hashes to its name."""
+    async with svc.db.read() as s:
+        upload = _still_open(await _load(s, who, upload_id))
+        access.check_ns(who, upload.ns_id, Perm.WRITE)
+        parent = await s.get(Revision, upload.parent_rev_id) if upload.parent_rev_id is not None else None
+        if parent is None or parent.ns_id != upload.ns_id:
+            raise SatchelError(ErrorCode.bad_request, "only an upload with a parent revision takes patches")
+        patches = derive.parse_patches(body.get("chunks"), parent.size)
+        announced = set((await s.execute(
+            select(UploadChunk.hash, UploadChunk.size)
+            .where(UploadChunk.upload_id == upload_id, UploadChunk.hash.in_({d for d, _, _ in patches}))
+        )).tuples().all())
+    for digest, size, _ in patches:
+        if (digest, size) not in announced:
+            raise SatchelError(ErrorCode.bad_request, "a patch names a chunk this upload did not announce",
+                               hash=digest.hex(), size=size)
+    stored: list[bytes] = []
+    try:
+        for digest, size, parts in patches:
+            await derive.store_patched(svc, upload.owner_id, parent.id, digest, size, parts)
+            stored.append(digest)
+    finally:  # built from a revision of this namespace by the server: delivered by this session
+        if stored and _proving(upload):
+            await _mark_received(svc, upload_id, stored)
+    return {"stored": len(stored)}
 
 
 async def receive_pack(svc: Services, upload_id: str, query: dict[str, str], body: AsyncIterator[bytes]
