@@ -14,10 +14,8 @@ is fsynced and renamed over the target only when complete: the target is never h
 from __future__ import annotations
 
 import asyncio
-import base64
 import bisect
 import contextlib
-import json
 import logging
 import mimetypes
 import os
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgpack
 
 from python_client.api import SLOW_TIMEOUT, SatchelClient, raise_for_error
 from python_client.chunk_http import ChunkHttp
@@ -169,9 +168,16 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         "mime": mimetypes.guess_type(path.name)[0],
     }
     del refs
-    info = await client.start_upload(body)
-    if info["missing"] and isinstance(parent_rev, int):
-        info = await _send_patches(client, path, info, where, parent_rev, head, parent_chunks, stats)
+    locating = asyncio.ensure_future(_locate_in_parent(client, path, before.st_size, parent_rev, head,
+                                                        parent_chunks)) if isinstance(parent_rev, int) else None
+    try:
+        info = await client.start_upload(body)
+        same = await locating if locating is not None and info["missing"] else None
+    finally:
+        if locating is not None and not locating.done():
+            locating.cancel()
+    if same:
+        info = await _send_patches(client, path, info, where, same, stats)
     advance = progress(sum(m["size"] for m in info["missing"]), len(info["missing"])) if progress else None
     fd = os.open(path, os.O_RDONLY)
     pool = ChunkHttp(client.parallel)
@@ -204,18 +210,22 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
 PATCH_MAX_LITERAL = 0.75  # a missing chunk mostly made of new bytes is sent as it is
 
 
-def _patches(path: Path, parent: list[tuple[bytes, int]], missing: list[dict[str, Any]],
-             where: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
-    """The missing chunks as patches of the parent's bytes: the file cut as a file of the
-    parent's size shares its chunks with the parent's list, which says where they are in the
-    parent; the rest of each missing chunk is literal bytes."""
-    parent_size = sum(n for _, n in parent)
+def _parent_ranges(path: Path, parent: list[tuple[bytes, int]]) -> list[tuple[int, int, int]]:
+    """(offset here, length, offset in the parent) of the bytes this file shares with the parent
+    at chunk granularity: the file cut as a file of the parent's size shares the parent's chunks
+    wherever it was not edited, and the parent's list says where they are."""
     found: dict[bytes, int] = {}
     offset = 0
     for digest, n in parent:
         found.setdefault(digest, offset)
         offset += n
-    same = [(r.offset, r.size, found[r.digest]) for r in chunk_file(path, as_size=parent_size) if r.digest in found]
+    return [(r.offset, r.size, found[r.digest]) for r in chunk_file(path, as_size=offset) if r.digest in found]
+
+
+def _patches(path: Path, same: list[tuple[int, int, int]], missing: list[dict[str, Any]],
+             where: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
+    """The missing chunks as patches: ranges of the parent where *same* covers them, literal
+    bytes elsewhere; a chunk mostly made of new bytes is left out (sent as it is)."""
     starts = [s for s, _, _ in same]
     out = []
     with open(path, "rb", buffering=0) as f:
@@ -242,35 +252,43 @@ def _patches(path: Path, parent: list[tuple[bytes, int]], missing: list[dict[str
                 parts.append(os.pread(f.fileno(), end - pos, pos))
                 literal += end - pos
             if literal <= PATCH_MAX_LITERAL * size:
-                out.append({"hash": m["hash"], "size": size, "parts": [
-                    p if isinstance(p, list) else base64.b64encode(p).decode() for p in parts]})
+                out.append({"hash": m["hash"], "size": size, "parts": parts})
     return out
 
 
+async def _locate_in_parent(client: SatchelClient, path: Path, size: int, parent_rev: int,
+                            head: dict[str, Any] | None, parent: list[tuple[bytes, int]] | None
+                            ) -> list[tuple[int, int, int]] | None:
+    """``_parent_ranges`` when this version crosses a chunk-size step from its parent (protocol.md,
+    "Uploading a file"), else None. Runs while the server answers the start."""
+    try:
+        if parent is None:
+            if head is None or head.get("rev") != parent_rev or \
+                    chunking.avg_chunk_size(size) == chunking.avg_chunk_size(int(head.get("size") or 0)):
+                return None
+            listing = await _all_chunks(client, int(head["id"]), parent_rev)
+            parent = [(bytes.fromhex(c["hash"]), int(c["size"])) for c in listing["chunks"]]
+        if chunking.avg_chunk_size(size) == chunking.avg_chunk_size(sum(n for _, n in parent)):
+            return None  # same cut: the parent's chunks around an edit are no help
+        return await asyncio.to_thread(_parent_ranges, path, parent)
+    except (SatchelError, httpx.HTTPError, OSError) as exc:  # patches are an optimisation only
+        log.info("cannot locate the parent's bytes (%s); sending whole chunks", exc)
+        return None
+
+
 async def _send_patches(client: SatchelClient, path: Path, info: dict[str, Any], where: dict[str, tuple[int, int]],
-                        parent_rev: int, head: dict[str, Any] | None, parent: list[tuple[bytes, int]] | None,
-                        stats: TransferStats) -> dict[str, Any]:
-    """Across a chunk-size step (protocol.md, "Uploading a file"), send the few missing chunks as
-    patches of the parent. Returns the session again (what is still missing). Best effort: any
-    refusal leaves the chunks to the normal way."""
-    size = info["size"]
+                        same: list[tuple[int, int, int]], stats: TransferStats) -> dict[str, Any]:
+    """Send the few missing chunks as patches of the parent. Returns the session again (what is
+    still missing). Best effort: any refusal leaves the chunks to the normal way."""
     if len(info["missing"]) > chunking.MAX_PATCHES:
         return info
-    if parent is None:
-        if head is None or head.get("rev") != parent_rev or \
-                chunking.avg_chunk_size(size) == chunking.avg_chunk_size(int(head.get("size") or 0)):
-            return info
-        listing = await _all_chunks(client, int(head["id"]), parent_rev)
-        parent = [(bytes.fromhex(c["hash"]), int(c["size"])) for c in listing["chunks"]]
-    if chunking.avg_chunk_size(size) == chunking.avg_chunk_size(sum(n for _, n in parent)):
-        return info  # same cut: the parent's chunks around an edit are no help
-    patches = await asyncio.to_thread(_patches, path, parent, info["missing"], where)
+    patches = await asyncio.to_thread(_patches, path, same, info["missing"], where)
     if not patches:
         return info
-    body = json.dumps({"chunks": patches}, separators=(",", ":")).encode()
+    body = msgpack.packb({"chunks": patches})  # literal bytes as bin: JSON's base64 would add a third
     try:
         resp = await client.http.post(f"{client.server}/api/v1/uploads/{info['upload_id']}/patch", content=body,
-                                      headers={**client._headers(), "Content-Type": "application/json"},
+                                      headers={**client._headers(), "Content-Type": "application/msgpack"},
                                       timeout=SLOW_TIMEOUT)
         raise_for_error(resp)
     except (SatchelError, httpx.HTTPError) as exc:

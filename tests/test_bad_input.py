@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
+import msgpack
 import pytest
 
 from python_client.transfer import url_expired
@@ -461,6 +462,11 @@ async def test_patches_are_checked_and_a_good_one_builds_the_chunk(alice, user):
     assert snapshot(alice) == before
 
     assert ok(alice("POST", up, json=right)) == {"stored": 1}
+    # The same as msgpack (literal bytes as bin), what the Python client sends.
+    as_bin = [p if isinstance(p, list) else base64.b64decode(p) for p in right["chunks"][0]["parts"]]
+    packed = msgpack.packb(patch(*as_bin))
+    assert ok(alice("POST", up, content=packed, headers={"Content-Type": "application/msgpack"})) == {"stored": 1}
+    expect(alice("POST", up, content=b"\xc1", headers={"Content-Type": "application/msgpack"}), 400, "bad_request")
     left = ok(alice("GET", f"/api/v1/uploads/{info['upload_id']}"))["missing"]
     assert edited.hex not in {m["hash"] for m in left}
     entry = complete(alice, {**info, "missing": left}, v2)

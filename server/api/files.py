@@ -74,7 +74,7 @@ async def commit_upload(request: Request) -> Response:
 async def patch_upload(request: Request) -> Response:
     """Announced chunks as patches of the parent revision: {chunks: [{hash, size, parts}]}. 200 {stored}."""
     who = await principal(request)
-    body = await json_body(request)
+    body = await json_body(request, msgpack_ok=True)
     return JSONResponse(await uploads.receive_patches(services(request), who, request.path_params["upload_id"],
                                                       body))
 

@@ -8,6 +8,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgpack
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -15,10 +16,12 @@ from starlette.responses import JSONResponse, Response
 from server.core.errors import ErrorCode, SatchelError
 from server.services import accounts
 from server.services.context import Principal, Services
+from server.ws.protocol import unpack_limits
 
 log = logging.getLogger(__name__)
 _INTEGER = re.compile(r"-?[0-9]+")
 MAX_JSON_BODY = 64 * 1024 * 1024  # a 200,000-chunk announcement is ~16 MB of JSON
+MSGPACK = "application/msgpack"
 MAX_INT = 2**31 - 1  # ids, revisions and chunk indexes are 32-bit INTEGER columns in PostgreSQL
 
 
@@ -40,8 +43,10 @@ async def principal(request: Request) -> Principal:
     return await accounts.authenticate(services(request), token.strip())
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object, read with a size cap; anything else is bad_request."""
+async def json_body(request: Request, msgpack_ok: bool = False) -> dict[str, Any]:
+    """The request's JSON object, read with a size cap; anything else is bad_request. With
+    *msgpack_ok*, a body sent as ``application/msgpack`` may be a msgpack map instead (bytes as
+    bin, not base64: a third smaller)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_JSON_BODY:
         raise SatchelError(ErrorCode.too_large, "request body too large", limit=MAX_JSON_BODY)
@@ -50,12 +55,19 @@ async def json_body(request: Request) -> dict[str, Any]:
         buf += piece
         if len(buf) > MAX_JSON_BODY:
             raise SatchelError(ErrorCode.too_large, "request body too large", limit=MAX_JSON_BODY)
-    try:
-        body = json.loads(buf)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: '[[[[…' nested too deep
-        raise SatchelError(ErrorCode.bad_request, "the body is not valid JSON") from exc
+    if msgpack_ok and request.headers.get("content-type", "").startswith(MSGPACK):
+        try:
+            body = msgpack.unpackb(bytes(buf), raw=False, strict_map_key=True, use_list=True,
+                                   **unpack_limits(MAX_JSON_BODY))
+        except (ValueError, msgpack.UnpackException, RecursionError) as exc:
+            raise SatchelError(ErrorCode.bad_request, "the body is not valid msgpack") from exc
+    else:
+        try:
+            body = json.loads(buf)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: '[[[[…' nested too deep
+            raise SatchelError(ErrorCode.bad_request, "the body is not valid JSON") from exc
     if not isinstance(body, dict):
-        raise SatchelError(ErrorCode.bad_request, "the body must be a JSON object")
+        raise SatchelError(ErrorCode.bad_request, "the body must be an object")
     return body
 
 

@@ -120,7 +120,10 @@ def parse_patches(raw: object, parent_size: int) -> list[tuple[bytes, int, list[
                     and p[0] >= 0 and p[1] > 0 and p[0] + p[1] <= parent_size:
                 parts.append((p[0], p[1]))
                 total += p[1]
-            elif isinstance(p, str) and p:
+            elif isinstance(p, bytes) and p:  # a msgpack body
+                parts.append(p)
+                total += len(p)
+            elif isinstance(p, str) and p:  # a JSON body
                 try:
                     data = base64.b64decode(p, validate=True)
                 except ValueError as exc:

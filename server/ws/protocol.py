@@ -131,7 +131,8 @@ def encode(frame: Frame) -> bytes:
     return data
 
 
-def _unpack_limits(limit: int) -> dict[str, int]:
+def unpack_limits(limit: int) -> dict[str, int]:
+    """msgpack.unpackb's limits for a message of at most *limit* bytes (also the REST msgpack bodies)."""
     return {"max_str_len": limit, "max_bin_len": limit, "max_array_len": 100_000, "max_map_len": 1_000,
             "max_ext_len": 0}
 
@@ -143,7 +144,7 @@ def decode(data: bytes | bytearray | memoryview, limit: int = MAX_FRAME) -> Fram
     if len(data) > limit:
         raise ProtocolError("frame too large", ErrorCode.too_large, CloseCode.too_big)
     try:
-        obj = msgpack.unpackb(bytes(data), raw=False, strict_map_key=True, use_list=True, **_unpack_limits(limit))
+        obj = msgpack.unpackb(bytes(data), raw=False, strict_map_key=True, use_list=True, **unpack_limits(limit))
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError,
             UnicodeDecodeError, RecursionError) as exc:
         raise FrameError(f"not a msgpack frame: {type(exc).__name__}") from exc
