@@ -168,14 +168,18 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         "mime": mimetypes.guess_type(path.name)[0],
     }
     del refs
+    stop = threading.Event()  # ends a search whose result is not wanted (it reads the whole file)
     locating = asyncio.ensure_future(_locate_in_parent(client, path, before.st_size, parent_rev, head,
-                                                        parent_chunks)) if isinstance(parent_rev, int) else None
+                                                        parent_chunks, stop)) if isinstance(parent_rev, int) else None
     try:
         info = await client.start_upload(body)
-        same = await locating if locating is not None and info["missing"] else None
+        wanted = locating is not None and 0 < len(info["missing"]) <= chunking.MAX_PATCHES
+        same = await locating if wanted and locating is not None else None
     finally:
+        stop.set()
         if locating is not None and not locating.done():
             locating.cancel()
+            locating.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
     if same:
         info = await _send_patches(client, path, info, where, same, stats)
     advance = progress(sum(m["size"] for m in info["missing"]), len(info["missing"])) if progress else None
@@ -210,16 +214,23 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
 PATCH_MAX_LITERAL = 0.75  # a missing chunk mostly made of new bytes is sent as it is
 
 
-def _parent_ranges(path: Path, parent: list[tuple[bytes, int]]) -> list[tuple[int, int, int]]:
+def _parent_ranges(path: Path, parent: list[tuple[bytes, int]], stop: threading.Event
+                   ) -> list[tuple[int, int, int]] | None:
     """(offset here, length, offset in the parent) of the bytes this file shares with the parent
     at chunk granularity: the file cut as a file of the parent's size shares the parent's chunks
-    wherever it was not edited, and the parent's list says where they are."""
+    wherever it was not edited, and the parent's list says where they are. None once *stop* is set."""
     found: dict[bytes, int] = {}
     offset = 0
     for digest, n in parent:
         found.setdefault(digest, offset)
         offset += n
-    return [(r.offset, r.size, found[r.digest]) for r in chunk_file(path, as_size=offset) if r.digest in found]
+    out = []
+    for r in chunk_file(path, as_size=offset):
+        if stop.is_set():
+            return None
+        if r.digest in found:
+            out.append((r.offset, r.size, found[r.digest]))
+    return out
 
 
 def _patches(path: Path, same: list[tuple[int, int, int]], missing: list[dict[str, Any]],
@@ -257,8 +268,8 @@ def _patches(path: Path, same: list[tuple[int, int, int]], missing: list[dict[st
 
 
 async def _locate_in_parent(client: SatchelClient, path: Path, size: int, parent_rev: int,
-                            head: dict[str, Any] | None, parent: list[tuple[bytes, int]] | None
-                            ) -> list[tuple[int, int, int]] | None:
+                            head: dict[str, Any] | None, parent: list[tuple[bytes, int]] | None,
+                            stop: threading.Event) -> list[tuple[int, int, int]] | None:
     """``_parent_ranges`` when this version crosses a chunk-size step from its parent (protocol.md,
     "Uploading a file"), else None. Runs while the server answers the start."""
     try:
@@ -270,8 +281,8 @@ async def _locate_in_parent(client: SatchelClient, path: Path, size: int, parent
             parent = [(bytes.fromhex(c["hash"]), int(c["size"])) for c in listing["chunks"]]
         if chunking.avg_chunk_size(size) == chunking.avg_chunk_size(sum(n for _, n in parent)):
             return None  # same cut: the parent's chunks around an edit are no help
-        return await asyncio.to_thread(_parent_ranges, path, parent)
-    except (SatchelError, httpx.HTTPError, OSError) as exc:  # patches are an optimisation only
+        return await asyncio.to_thread(_parent_ranges, path, parent, stop)
+    except Exception as exc:  # patches are an optimisation only: never the reason an upload fails
         log.info("cannot locate the parent's bytes (%s); sending whole chunks", exc)
         return None
 
@@ -296,7 +307,10 @@ async def _send_patches(client: SatchelClient, path: Path, info: dict[str, Any],
         return info
     stats.bytes_sent += len(body)
     stats.chunks_sent += len(patches)
-    return await client.upload_status(info["upload_id"])
+    try:
+        return await client.upload_status(info["upload_id"])
+    except (SatchelError, httpx.HTTPError):
+        return info  # sending a patched chunk again is harmless; the commit's retries re-ask anyway
 
 
 _EXPIRY_SIGNS = (b"expired", b"requesttimetooskewed", b"difference between the request time")

@@ -450,6 +450,11 @@ async def test_patches_are_checked_and_a_good_one_builds_the_chunk(alice, user):
         (patch([0, 0], [0, edited.size]), 400, "bad_request"),
         (patch("!!not base64", [0, edited.size]), 400, "bad_request"),
         (patch(True, [0, edited.size]), 400, "bad_request"),
+        ({"chunks": [{"hash": edited.hex, "size": edited.size,
+                      "parts": [[0, 1]] * 1000 + [[0, edited.size - 1000]]}] * 5},
+         400, "bad_request"),  # over 4,096 parts in all
+        ({"chunks": [{"hash": "cd" * 32, "size": 55 * len(v1), "parts": [[0, len(v1)]] * 55}] * 5},
+         413, "too_large"),  # over 64 MiB built in one request
         (patch([0, edited.size]), 400, "hash_mismatch"),  # the parent's bytes, not the chunk's
         (patch(b64(bytes(edited.size)).decode()), 400, "hash_mismatch"),
     ]:

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import logging
+
+from sqlalchemy import select
 
 from server.core import chunking
 from server.core.errors import ErrorCode, SatchelError
 from server.services import downloads
 from server.services.context import Services
 from server.storage.blobs.base import BlobKey, as_body
+from server.storage.models import RevisionChunk
 
 log = logging.getLogger(__name__)
 MIN_WANTED = 64  # below this many missing chunks, sending them costs less than reading the parent
@@ -97,7 +101,8 @@ async def _from_parent(svc: Services, owner_id: int, parent_rev: int, parent_siz
 
 # ------------------------------------------------------------------ patches
 
-MAX_PARTS = 1024  # parts per chunk
+MAX_PARTS = 1024  # parts per chunk, and 4x that per request (each range is a read of the store)
+MAX_PATCH_BYTES = 64 * 1024 * 1024  # bytes built per request: a client patches a chunk or two
 
 
 def parse_patches(raw: object, parent_size: int) -> list[tuple[bytes, int, list[tuple[int, int] | bytes]]]:
@@ -139,11 +144,47 @@ def parse_patches(raw: object, parent_size: int) -> list[tuple[bytes, int, list[
             raise SatchelError(ErrorCode.size_mismatch, "the parts do not add up to the chunk's size",
                                hash=item["hash"], expected=item["size"], received=total)
         out.append((bytes.fromhex(item["hash"]), item["size"], parts))
+    if sum(len(parts) for _, _, parts in out) > 4 * MAX_PARTS:
+        raise SatchelError(ErrorCode.bad_request, f"at most {4 * MAX_PARTS} parts per request", field="chunks")
+    if sum(n for _, n, _ in out) > MAX_PATCH_BYTES:
+        raise SatchelError(ErrorCode.too_large, f"at most {MAX_PATCH_BYTES} bytes of chunks per request",
+                           limit=MAX_PATCH_BYTES)
     return out
 
 
-async def store_patched(svc: Services, owner_id: int, parent_rev: int, digest: bytes, size: int,
-                        parts: list[tuple[int, int] | bytes]) -> None:
+class ParentBytes:
+    """Byte ranges of a parent revision, read from its chunks: the chunk list is loaded once per
+    request (not a query per range), and each range reads only the chunks it overlaps."""
+
+    def __init__(self, svc: Services, owner_id: int, chunks: list[tuple[int, int, bytes]]) -> None:
+        self.svc, self.owner_id, self.chunks = svc, owner_id, chunks  # (offset, size, digest), in order
+        self.starts = [off for off, _, _ in chunks]
+
+    @classmethod
+    async def load(cls, svc: Services, owner_id: int, rev_id: int) -> ParentBytes:
+        async with svc.db.read() as s:
+            rows = (await s.execute(
+                select(RevisionChunk.offset, RevisionChunk.size, RevisionChunk.hash)
+                .where(RevisionChunk.rev_id == rev_id).order_by(RevisionChunk.idx))).all()
+        return cls(svc, owner_id, [(int(o), int(n), bytes(h)) for o, n, h in rows])
+
+    async def read_into(self, buf: bytearray, start: int, length: int) -> None:
+        end = start + length
+        i = max(0, bisect.bisect_right(self.starts, start) - 1)
+        while start < end and i < len(self.chunks):
+            off, size, digest = self.chunks[i]
+            i += 1
+            if off + size <= start:
+                continue
+            lo, hi = start - off, min(size, end - off)
+            async for piece in self.svc.blobs.read(BlobKey(self.owner_id, digest), lo, hi):
+                buf += piece
+            start = off + hi
+        if start < end:
+            raise SatchelError(ErrorCode.bad_request, "a range is outside the parent", field="chunks")
+
+
+async def store_patched(parent: ParentBytes, digest: bytes, size: int, parts: list[tuple[int, int] | bytes]) -> None:
     """Build one chunk from the parent's bytes and literal bytes, and store it (the store checks
     its hash: ``hash_mismatch`` when the patch was wrong, nothing stored)."""
     buf = bytearray()
@@ -151,6 +192,5 @@ async def store_patched(svc: Services, owner_id: int, parent_rev: int, digest: b
         if isinstance(p, bytes):
             buf += p
         else:
-            async for piece in downloads.revision_bytes(svc, parent_rev, owner_id, p[0], p[0] + p[1]):
-                buf += piece
-    await svc.blobs.put_stream(BlobKey(owner_id, digest), size, as_body(bytes(buf)))
+            await parent.read_into(buf, p[0], p[1])
+    await parent.svc.blobs.put_stream(BlobKey(parent.owner_id, digest), size, as_body(bytes(buf)))

@@ -409,9 +409,10 @@ async def receive_patches(svc: Services, who: Principal, upload_id: str, body: d
             raise SatchelError(ErrorCode.bad_request, "a patch names a chunk this upload did not announce",
                                hash=digest.hex(), size=size)
     stored: list[bytes] = []
+    source = await derive.ParentBytes.load(svc, upload.owner_id, parent.id)
     try:
         for digest, size, parts in patches:
-            await derive.store_patched(svc, upload.owner_id, parent.id, digest, size, parts)
+            await derive.store_patched(source, digest, size, parts)
             stored.append(digest)
     finally:  # built from a revision of this namespace by the server: delivered by this session
         if stored and _proving(upload):
