@@ -259,6 +259,10 @@ REST: dict[tuple[str, str], tuple[Req, Cell]] = {
                                                 BY_ID_OWNER),
     ("POST", "/api/v1/uploads/{upload_id}/commit"): (
         lambda w, a: (f"/api/v1/uploads/{w.uploads['commit']}/commit", {}), BY_ID_OWNER),
+    # The owner's upload has no parent revision: its own patch is refused for that, anyone else's
+    # request does not find the upload at all.
+    ("POST", "/api/v1/uploads/{upload_id}/patch"): (_j("/api/v1/uploads/{w.uploads[get]}/patch", lambda w, a: {
+        "chunks": [{"hash": "0" * 64, "size": 1, "parts": [[0, 1]]}]}), BY_ID_OWNER | {"owner": "bad_request"}),
     ("PUT", "/api/v1/blobs/up/{upload_id}/{hash}"): (
         lambda w, a: (f"/api/v1/blobs/up/{w.uploads['get']}/{'0' * 64}", {"content": b"x"}), SIGNED),
     ("PUT", "/api/v1/blobs/pack/{upload_id}"): (
