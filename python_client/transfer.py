@@ -289,10 +289,9 @@ async def _locate_in_parent(client: SatchelClient, path: Path, size: int, parent
 
 async def _send_patches(client: SatchelClient, path: Path, info: dict[str, Any], where: dict[str, tuple[int, int]],
                         same: list[tuple[int, int, int]], stats: TransferStats) -> dict[str, Any]:
-    """Send the few missing chunks as patches of the parent. Returns the session again (what is
-    still missing). Best effort: any refusal leaves the chunks to the normal way."""
-    if len(info["missing"]) > chunking.MAX_PATCHES:
-        return info
+    """Send the few missing chunks (the caller checked: at most MAX_PATCHES) as patches of the
+    parent. Returns the session again (what is still missing). Best effort: any refusal leaves
+    the chunks to the normal way."""
     patches = await asyncio.to_thread(_patches, path, same, info["missing"], where)
     if not patches:
         return info

@@ -8,6 +8,7 @@ store has: presigned URLs, staging and ``promote``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import time
@@ -480,13 +481,23 @@ class CuttingProxy:
         await self.server.wait_closed()
 
 
-async def test_s3_read_resumes_after_connection_drops_mid_body(s3_server: RcloneS3) -> None:
+@contextlib.asynccontextmanager
+async def behind_cutting_proxy(s3_server: RcloneS3) -> AsyncIterator[tuple[S3BlobStore, CuttingProxy]]:
+    """An S3 store of its own that reaches the S3 server through a CuttingProxy."""
     proxy = CuttingProxy(s3_server.endpoint)
     endpoint = await proxy.start()
     st = S3BlobStore(s3_server.bucket, f"t-{secrets.token_hex(4)}", endpoint=endpoint,
                      access_key=s3_server.access_key, secret_key=s3_server.secret_key, session=SESSION)
     await st.start()
     try:
+        yield st, proxy
+    finally:
+        await st.close()
+        await proxy.stop()
+
+
+async def test_s3_read_resumes_after_connection_drops_mid_body(s3_server: RcloneS3) -> None:
+    async with behind_cutting_proxy(s3_server) as (st, proxy):
         key, data = chunk(3 * PIECE + 12345)
         await st.put_stream(key, len(data), pieces(data))
         proxy.cut_after = PIECE + PIECE // 2  # mid-body, after the reader got its first piece
@@ -497,21 +508,13 @@ async def test_s3_read_resumes_after_connection_drops_mid_body(s3_server: Rclone
         got = b"".join([p async for p in st.read(key, 1000, 2 * PIECE)])
         assert proxy.cuts == 2
         assert got == data[1000:2 * PIECE]
-    finally:
-        await st.close()
-        await proxy.stop()
 
 
 async def test_s3_promote_drops_a_staged_chunk_that_never_reads_whole(s3_server: RcloneS3) -> None:
     """A staged object every read of which breaks is damaged, not a store outage: promote drops
     it and says ``size_mismatch``, so the client sends the chunk again (a commit answered
     'unavailable' forever would never get through)."""
-    proxy = CuttingProxy(s3_server.endpoint)
-    endpoint = await proxy.start()
-    st = S3BlobStore(s3_server.bucket, f"t-{secrets.token_hex(4)}", endpoint=endpoint,
-                     access_key=s3_server.access_key, secret_key=s3_server.secret_key, session=SESSION)
-    await st.start()
-    try:
+    async with behind_cutting_proxy(s3_server) as (st, proxy):
         key, data = chunk(2 * PIECE + 777)
         direct = await st.presign_upload("cut2", key, len(data), 60)
         assert (await put_url(direct.url, data)).status_code == 200
@@ -522,19 +525,11 @@ async def test_s3_promote_drops_a_staged_chunk_that_never_reads_whole(s3_server:
         proxy.cut_after = None
         assert not staged_path(s3_server, st, "cut2", key).exists()
         assert not await st.exists(key)
-    finally:
-        await st.close()
-        await proxy.stop()
 
 
 async def test_s3_promote_reads_again_after_connection_drops_mid_body(s3_server: RcloneS3) -> None:
     """Commit hashes the staged object; a connection cut while reading it is not a failed commit."""
-    proxy = CuttingProxy(s3_server.endpoint)
-    endpoint = await proxy.start()
-    st = S3BlobStore(s3_server.bucket, f"t-{secrets.token_hex(4)}", endpoint=endpoint,
-                     access_key=s3_server.access_key, secret_key=s3_server.secret_key, session=SESSION)
-    await st.start()
-    try:
+    async with behind_cutting_proxy(s3_server) as (st, proxy):
         key, data = chunk(2 * PIECE + 777)
         direct = await st.presign_upload("cut1", key, len(data), 60)
         assert (await put_url(direct.url, data)).status_code == 200
@@ -543,6 +538,3 @@ async def test_s3_promote_reads_again_after_connection_drops_mid_body(s3_server:
         assert proxy.cuts == 1
         assert await read_all(st, key) == data
         assert not staged_path(s3_server, st, "cut1", key).exists()
-    finally:
-        await st.close()
-        await proxy.stop()
