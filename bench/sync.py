@@ -221,6 +221,7 @@ def main() -> None:
                     help="parts to run: small (many small files), big (one new big file), edit (1-byte edits)")
     ap.add_argument("--no-syncthing", action="store_true", help="skip the Syncthing reference runs")
     ap.add_argument("--work-dir")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (the daemons' and server's logs)")
     ap.add_argument("--out", default="bench/results/sync.json")
     args = ap.parse_args()
     parts = set(args.only.split(","))
@@ -287,7 +288,10 @@ def main() -> None:
     results["loadavg_after"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

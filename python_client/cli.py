@@ -471,7 +471,11 @@ async def cmd_sync(args: argparse.Namespace) -> int:
     handler = logging.FileHandler(root / ".satchel" / "sync.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
+    level = (args.log_level or os.environ.get("SATCHEL_LOG_LEVEL") or "info").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise CliError(f"unknown log level {level.lower()!r} (debug, info, warning, error)", EXIT_USAGE)
+    logging.getLogger().setLevel(max(logging.INFO, logging.getLevelName(level)))
+    logging.getLogger("python_client").setLevel(level)  # debug: ours only (watchdog's would log its own log's writes)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the log
     arrows = {Op.upload: "↑", Op.mkdir_remote: "↑", Op.download: "↓", Op.mkdir_local: "↓", Op.move_remote: "→",
               Op.move_local: "→", Op.delete_remote: "✗", Op.trash_local: "✗", Op.conflict_rename: "!"}
@@ -690,6 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "replaces the folder's stored list)")
     sy.add_argument("--once", action="store_true", help="sync until nothing is left to do, then exit")
     sy.add_argument("-q", "--quiet", action="store_true")
+    sy.add_argument("--log-level", help="of the folder's .satchel/sync.log: debug (with each transfer's phase "
+                                        "timings), info, warning, error (env SATCHEL_LOG_LEVEL)")
     sy.set_defaults(func=cmd_sync)
 
     st = sub.add_parser("status", help="per file: up to date, waiting to upload or download, conflict, blocked")

@@ -22,6 +22,7 @@ import os
 import queue
 import random
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ import msgpack
 from python_client.api import SLOW_TIMEOUT, SatchelClient, raise_for_error
 from python_client.chunk_http import ChunkHttp
 from server.core import chunking, pack
-from server.core.chunking import ChunkRef, chunk_file, hash_bytes, new_hasher
+from server.core.chunking import ChunkRef, hash_bytes, new_hasher
 from server.core.errors import ErrorCode, SatchelError
 
 log = logging.getLogger(__name__)
@@ -94,12 +95,14 @@ async def _pool(n: int, jobs: list[Any], work: Callable[[Any], Any]) -> None:
 PIPELINE_BYTES = 16 * 1024 * 1024  # chunk bytes queued between the cutting and the hashing thread
 
 
-def chunk_file_pipelined(path: str | os.PathLike[str]) -> list[ChunkRef]:
-    """Same result as ``list(chunk_file(path))``, ~25% faster on two cores: one thread cuts
-    (pyfastcdc) while the calling thread hashes (blake3); both release the GIL. The queue holds
-    at most ~PIPELINE_BYTES (a few chunks), so memory stays flat."""
+def chunk_file_pipelined(path: str | os.PathLike[str], as_size: int | None = None,
+                         each: Callable[[ChunkRef, bytes], None] | None = None) -> list[ChunkRef]:
+    """Same result as ``list(chunk_file(path, as_size))``, ~25% faster on two cores: one thread
+    cuts (pyfastcdc) while the calling thread hashes (blake3); both release the GIL. The queue
+    holds at most ~PIPELINE_BYTES (a few chunks), so memory stays flat. *each*, if given, is
+    called on the hashing thread with every chunk and its bytes (no second read of the file)."""
     with open(path, "rb", buffering=0) as f:
-        size = os.fstat(f.fileno()).st_size
+        size = os.fstat(f.fileno()).st_size if as_size is None else as_size
         cutter = chunking._chunker(size)  # the protocol's parameters, shared with chunk_file
         depth = max(2, PIPELINE_BYTES // chunking.avg_chunk_size(size))
         q: queue.Queue[tuple[int, bytes] | BaseException | None] = queue.Queue(maxsize=depth)
@@ -124,6 +127,8 @@ def chunk_file_pipelined(path: str | os.PathLike[str]) -> list[ChunkRef]:
                     raise item
                 offset, data = item
                 refs.append(ChunkRef(offset, len(data), hash_bytes(data)))
+                if each is not None:
+                    each(refs[-1], data)
         finally:
             stop.set()
             while worker.is_alive():  # unblock a producer waiting on a full queue
@@ -137,6 +142,22 @@ class UrlExpired(Exception):
     pass
 
 
+class _Phases:
+    """Where a transfer's time went, for the debug log: ``start 0.31 s, send 0.02 s, ...``."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.parts: list[str] = []
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.parts.append(f"{name} {now - self.last:.3f} s")
+        self.last = now
+
+    def __str__(self) -> str:
+        return ", ".join(self.parts)
+
+
 async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remote: str, *,
                       parent_rev: int | str | None = "auto", progress: Callable[[int, int], Progress] | None = None,
                       stats: TransferStats | None = None, chunks: list[ChunkRef] | None = None,
@@ -147,9 +168,11 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     *parent_chunks*: the parent revision's chunk list (digest, size) when the caller keeps it;
     across a chunk-size step, the missing chunks then travel as patches of the parent's bytes."""
     stats = stats or TransferStats()
+    phases = _Phases()
     path = Path(local)
     before = path.stat()
     refs = chunks if chunks is not None else await asyncio.to_thread(chunk_file_pipelined, path)
+    phases.mark("hash")
     if sum(r.size for r in refs) != before.st_size:
         raise SatchelError(ErrorCode.conflict, f"{path} changed since it was chunked; try again")
     if path.stat().st_mtime_ns != before.st_mtime_ns or path.stat().st_size != before.st_size:
@@ -168,20 +191,25 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         "mime": mimetypes.guess_type(path.name)[0],
     }
     del refs
-    stop = threading.Event()  # ends a search whose result is not wanted (it reads the whole file)
-    locating = asyncio.ensure_future(_locate_in_parent(client, path, before.st_size, parent_rev, head,
-                                                        parent_chunks, stop)) if isinstance(parent_rev, int) else None
+    # Across a chunk-size step, the parent's chunk list (asked for while the server answers the
+    # start) lets the few chunks still missing travel as patches of the parent's bytes.
+    listing = asyncio.ensure_future(_parent_list(client, before.st_size, parent_rev, head, parent_chunks)) \
+        if isinstance(parent_rev, int) else None
+    same = None
     try:
         info = await client.start_upload(body)
-        wanted = locating is not None and 0 < len(info["missing"]) <= chunking.MAX_PATCHES
-        same = await locating if wanted and locating is not None else None
+        phases.mark("start")
+        parent = await listing if listing is not None and 0 < len(info["missing"]) <= chunking.MAX_PATCHES else None
+        if parent:
+            same = await _locate_in_parent(path, parent, [where[m["hash"]] for m in info["missing"]])
+            phases.mark("locate in parent")
     finally:
-        stop.set()
-        if locating is not None and not locating.done():
-            locating.cancel()
-            locating.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+        if listing is not None and not listing.done():
+            listing.cancel()
+            listing.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
     if same:
         info = await _send_patches(client, path, info, where, same, stats)
+        phases.mark("patch")
     advance = progress(sum(m["size"] for m in info["missing"]), len(info["missing"])) if progress else None
     fd = os.open(path, os.O_RDONLY)
     pool = ChunkHttp(client.parallel)
@@ -192,7 +220,11 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
                     await _send_packs(client, pool, fd, info, where, stats, advance)
                 else:
                     await _send_chunks(client, pool, fd, info["missing"], where, stats, advance)
-                return await client.commit_upload(info["upload_id"])
+                phases.mark("send")
+                done = await client.commit_upload(info["upload_id"])
+                phases.mark("commit")
+                log.debug("upload %s: %s", remote, phases)
+                return done
             except UrlExpired:
                 pass
             except SatchelError as exc:
@@ -214,22 +246,36 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
 PATCH_MAX_LITERAL = 0.75  # a missing chunk mostly made of new bytes is sent as it is
 
 
-def _parent_ranges(path: Path, parent: list[tuple[bytes, int]], stop: threading.Event
-                   ) -> list[tuple[int, int, int]] | None:
-    """(offset here, length, offset in the parent) of the bytes this file shares with the parent
-    at chunk granularity: the file cut as a file of the parent's size shares the parent's chunks
-    wherever it was not edited, and the parent's list says where they are. None once *stop* is set."""
+def _parent_ranges(path: Path, parent: list[tuple[bytes, int]], regions: list[tuple[int, int]]
+                   ) -> list[tuple[int, int, int]]:
+    """(offset here, length, offset in the parent) of bytes this file shares with the parent
+    around *regions* (offset, size: the chunks still missing), sorted. Cut as a file of the
+    parent's size, this file shares the parent's chunks wherever it was not edited, and the
+    parent's list says where they are. Only a window around each region is cut: content-defined
+    cuts fall back in step with the parent's within a chunk or two of wherever cutting starts,
+    and a chunk counts only when its hash is in the parent's list."""
     found: dict[bytes, int] = {}
-    offset = 0
+    parent_size = 0
     for digest, n in parent:
-        found.setdefault(digest, offset)
-        offset += n
+        found.setdefault(digest, parent_size)
+        parent_size += n
+    margin = 2 * 4 * chunking.avg_chunk_size(parent_size)  # two of the parent's largest chunks
+    windows: list[list[int]] = []
+    for start, size in sorted(regions):
+        lo, hi = max(0, start - margin), start + size + margin
+        if windows and lo <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], hi)
+        else:
+            windows.append([lo, hi])
+    cutter = chunking._chunker(parent_size)
     out = []
-    for r in chunk_file(path, as_size=offset):
-        if stop.is_set():
-            return None
-        if r.digest in found:
-            out.append((r.offset, r.size, found[r.digest]))
+    with open(path, "rb", buffering=0) as f:
+        for lo, hi in windows:
+            buf = os.pread(f.fileno(), hi - lo, lo)
+            for c in cutter.cut_buf(buf):
+                at = found.get(hash_bytes(c.data))
+                if at is not None:
+                    out.append((lo + c.offset, c.length, at))
     return out
 
 
@@ -267,11 +313,10 @@ def _patches(path: Path, same: list[tuple[int, int, int]], missing: list[dict[st
     return out
 
 
-async def _locate_in_parent(client: SatchelClient, path: Path, size: int, parent_rev: int,
-                            head: dict[str, Any] | None, parent: list[tuple[bytes, int]] | None,
-                            stop: threading.Event) -> list[tuple[int, int, int]] | None:
-    """``_parent_ranges`` when this version crosses a chunk-size step from its parent (protocol.md,
-    "Uploading a file"), else None. Runs while the server answers the start."""
+async def _parent_list(client: SatchelClient, size: int, parent_rev: int, head: dict[str, Any] | None,
+                       parent: list[tuple[bytes, int]] | None) -> list[tuple[bytes, int]] | None:
+    """The parent revision's chunk list when this version crosses a chunk-size step from it
+    (protocol.md, "Uploading a file"), else None."""
     try:
         if parent is None:
             if head is None or head.get("rev") != parent_rev or \
@@ -281,8 +326,17 @@ async def _locate_in_parent(client: SatchelClient, path: Path, size: int, parent
             parent = [(bytes.fromhex(c["hash"]), int(c["size"])) for c in listing["chunks"]]
         if chunking.avg_chunk_size(size) == chunking.avg_chunk_size(sum(n for _, n in parent)):
             return None  # same cut: the parent's chunks around an edit are no help
-        return await asyncio.to_thread(_parent_ranges, path, parent, stop)
+        return parent
     except Exception as exc:  # patches are an optimisation only: never the reason an upload fails
+        log.info("cannot list the parent's chunks (%s); sending whole chunks", exc)
+        return None
+
+
+async def _locate_in_parent(path: Path, parent: list[tuple[bytes, int]], regions: list[tuple[int, int]]
+                            ) -> list[tuple[int, int, int]] | None:
+    try:
+        return await asyncio.to_thread(_parent_ranges, path, parent, regions)
+    except Exception as exc:  # as above
         log.info("cannot locate the parent's bytes (%s); sending whole chunks", exc)
         return None
 
@@ -437,18 +491,18 @@ def _reuse_local(fd: int, size: int, chunks: list[dict[str, Any]], part_existed:
     for source in (target, *sources):
         if not needed or not source.is_file():
             continue
-        old = {r.digest.hex(): r for r in chunk_file(source, as_size=size)}
-        still = []
-        with open(source, "rb", buffering=0) as src:
-            for c in needed:
-                ref = old.get(c["hash"])
-                data = os.pread(src.fileno(), c["size"], ref.offset) if ref else b""
-                if ref and hash_bytes(data).hex() == c["hash"]:
-                    os.pwrite(fd, data, c["offset"])
-                    stats.bytes_reused += c["size"]
-                else:
-                    still.append(c)
-        needed = still
+        wanted: dict[tuple[bytes, int], list[int]] = {}  # (digest, size) -> offsets in the new file
+        for c in needed:
+            wanted.setdefault((bytes.fromhex(c["hash"]), c["size"]), []).append(c["offset"])
+
+        def write(ref: ChunkRef, data: bytes, wanted: dict[tuple[bytes, int], list[int]] = wanted) -> None:
+            # bytes just hashed: written as they are
+            for at in wanted.pop((ref.digest, ref.size), ()):
+                os.pwrite(fd, data, at)
+                stats.bytes_reused += ref.size
+
+        chunk_file_pipelined(source, as_size=size, each=write)
+        needed = [c for c in needed if (bytes.fromhex(c["hash"]), c["size"]) in wanted]
     return needed
 
 
@@ -473,15 +527,53 @@ def _reuse_known(fd: int, chunks: list[dict[str, Any]], target: Path, base: list
                     missed.append(c)
             return missed
 
-        step = max(1, len(local) // REUSE_THREADS + 1)
-        with ThreadPoolExecutor(REUSE_THREADS, thread_name_prefix="satchel-reuse") as pool:
-            missed = [c for found in pool.map(copy, [local[i:i + step] for i in range(0, len(local), step)])
-                      for c in found]
+        missed = _on_threads(copy, local)
     stats.bytes_reused += sum(c["size"] for c in local) - sum(c["size"] for c in missed)
     return sorted(needed + missed, key=lambda c: c["offset"])
 
 
+def _reuse_shifted(fd: int, chunks: list[dict[str, Any]], target: Path, shifts: tuple[int, ...],
+                   stats: TransferStats) -> list[dict[str, Any]]:
+    """Fill the part file from the target's old version for a file cut anew (it crossed a
+    chunk-size step, so no chunk is in the old list): a chunk of the new version is most likely
+    at its own offset in the old file (before an edit) or shifted by the change in size (after
+    it). Each guess is read, hashed and written only if it matches, in one pass on two threads,
+    without cutting the old file; the last shift that matched is tried first. Returns the
+    chunks not found."""
+    old_size = os.stat(target).st_size
+    with open(target, "rb", buffering=0) as src:
+        def copy(part: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            order, missed = list(shifts), []
+            for c in part:
+                for shift in order:
+                    at = c["offset"] - shift
+                    if at < 0 or at + c["size"] > old_size:
+                        continue
+                    data = os.pread(src.fileno(), c["size"], at)
+                    if hash_bytes(data).hex() == c["hash"]:
+                        os.pwrite(fd, data, c["offset"])
+                        order.remove(shift)
+                        order.insert(0, shift)
+                        break
+                else:
+                    missed.append(c)
+            return missed
+
+        missed = _on_threads(copy, chunks)
+    stats.bytes_reused += sum(c["size"] for c in chunks) - sum(c["size"] for c in missed)
+    return missed
+
+
 REUSE_THREADS = 2  # BLAKE3 and pread/pwrite release the GIL: two cores
+
+
+def _on_threads(copy: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], chunks: list[dict[str, Any]]
+                ) -> list[dict[str, Any]]:
+    """Run *copy* on REUSE_THREADS contiguous slices of *chunks* at once; the chunks it missed, in order."""
+    step = max(1, len(chunks) // REUSE_THREADS + 1)
+    with ThreadPoolExecutor(REUSE_THREADS, thread_name_prefix="satchel-reuse") as pool:
+        return [c for found in pool.map(copy, [chunks[i:i + step] for i in range(0, len(chunks), step)])
+                for c in found]
 
 
 def _runs(needed: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -661,6 +753,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     *base_chunks*: that list (digest, size) when the caller keeps it, saving the request.
     The result carries the new revision's chunk list as ``chunks`` ((digest, size) pairs)."""
     stats = stats or TransferStats()
+    phases = _Phases()
     meta = await client.stat(remote)
     if meta["kind"] != "file":
         raise SatchelError(ErrorCode.is_a_directory, f"{remote} is a folder", path=remote)
@@ -679,6 +772,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
         raise
     chunks = listing["chunks"]
     stats.chunks_total = len(chunks)
+    phases.mark("list")
     part = target.with_name(target.name + PART_SUFFIX)
     part_existed = part.exists()
     fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
@@ -691,18 +785,25 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
             (_offsets(base_chunks) if usable and base_chunks is not None else None)
         if known is not None:
             needed = await asyncio.to_thread(_reuse_known, fd, chunks, target, known, stats)
-            if needed and chunking.avg_chunk_size(listing["size"]) != \
-                    chunking.avg_chunk_size(sum(c["size"] for c in known)):  # cut anew: find by content
-                needed = await asyncio.to_thread(_reuse_local, fd, listing["size"], needed, False, target, stats)
+            known_size = sum(c["size"] for c in known)
+            if needed and chunking.avg_chunk_size(listing["size"]) != chunking.avg_chunk_size(known_size):
+                # cut anew: guess where each chunk is, then (edits all over) find the rest by content
+                needed = await asyncio.to_thread(_reuse_shifted, fd, needed, target,
+                                                 tuple(dict.fromkeys((0, listing["size"] - known_size))), stats)
+                if sum(c["size"] for c in needed) > listing["size"] // 8:
+                    needed = await asyncio.to_thread(_reuse_local, fd, listing["size"], needed, False, target, stats)
         else:
             needed = await asyncio.to_thread(_reuse_local, fd, listing["size"], chunks, part_existed, target,
                                              stats, sources or [])
         if needed and sum(c["size"] for c in needed) < listing["size"]:
             flushing = asyncio.ensure_future(asyncio.to_thread(os.fdatasync, fd))  # reused bytes: writeback now
+        phases.mark("reuse local")
         advance = progress(sum(c["size"] for c in needed), len(needed)) if progress else None
         await _fetch_chunks(client, pool, out, meta["id"], listing["rev"], needed, stats, advance)
         await out.settle()
+        phases.mark("fetch")
         await asyncio.to_thread(os.fsync, fd)
+        phases.mark("fsync")
     finally:
         await out.settle()
         if flushing is not None:
@@ -723,5 +824,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
 
         ts = datetime.fromisoformat(meta["mtime"].replace("Z", "+00:00")).timestamp()
         os.utime(target, (ts, ts))
+    phases.mark("replace")
+    log.debug("download %s: %s", remote, phases)
     return meta | {"local_path": str(target), "rev": listing["rev"],
                    "chunks": [(bytes.fromhex(c["hash"]), int(c["size"])) for c in chunks]}

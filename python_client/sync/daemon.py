@@ -25,7 +25,7 @@ from server.core.errors import ErrorCode, SatchelError
 
 log = logging.getLogger(__name__)
 RESCAN_EVERY = 60.0   # seconds between rounds when nothing rings (sleep/resume, missed events)
-DEBOUNCE = 0.05       # quiet time after a local event before a round
+DEBOUNCE = 0.03       # quiet time after a local event before a round (a burst makes one)
 DEBOUNCE_MAX = 2.0
 MAX_BACKOFF = 10.0
 REPLAN_PAUSE = 0.5

@@ -130,7 +130,9 @@ class Engine:
 
     async def round(self) -> Round:
         r = Round()
+        t0 = time.perf_counter()
         r.pulled = await pull(self.client, self.state)
+        t1 = time.perf_counter()
         found, remote, synced, skip = await asyncio.to_thread(views, self.state, self.root, self.excludes,
                                                               self.settle, self.fold_case)
         r.busy = found.busy
@@ -138,6 +140,7 @@ class Engine:
                          skip=skip, mounts=mount_points(self.state))
         if r.actions:
             log.info("round: %d actions", len(r.actions))
+            log.debug("round: pull %.3f s, scan and plan %.3f s", t1 - t0, time.perf_counter() - t1)
         r.outcome = await self.executor.run(r.actions, found)
         return r
 

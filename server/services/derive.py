@@ -34,9 +34,19 @@ from server.storage.models import RevisionChunk
 log = logging.getLogger(__name__)
 MIN_WANTED = 64  # below this many missing chunks, sending them costs less than reading the parent
 STORE_AHEAD = 8  # chunk writes in flight (an object store answers each after milliseconds)
+CUT_WINDOW = 8 * 1024 * 1024  # bytes of the parent cut at a time, in a thread
 # One at a time per process: it reads a whole file and costs a core. A start that finds it busy
 # does not wait (the client sends those chunks instead), so no caller can queue up the server.
 _running = asyncio.Lock()
+
+
+_flushes: set[asyncio.Future[None]] = set()  # held until done (the loop keeps only weak references)
+
+
+def _flushed(flush: asyncio.Future[None]) -> None:
+    _flushes.discard(flush)
+    if not flush.cancelled() and flush.exception() is not None:  # the commit's own sync reports it
+        log.warning("flushing derived chunks failed: %s", flush.exception())
 
 
 def crosses_step(new_size: int, parent_size: int | None) -> bool:
@@ -64,7 +74,7 @@ async def _from_parent(svc: Services, owner_id: int, parent_rev: int, parent_siz
     writes: set[asyncio.Task[None]] = set()
 
     async def store(digest: bytes, data: bytes) -> None:
-        await svc.blobs.put_stream(BlobKey(owner_id, digest), len(data), as_body(data))
+        await svc.blobs.put_stream(BlobKey(owner_id, digest), len(data), as_body(data), hashed=True)
         found.append(digest)
 
     async def take(cuts: list[tuple[chunking.ChunkRef, memoryview]]) -> None:
@@ -79,23 +89,46 @@ async def _from_parent(svc: Services, owner_id: int, parent_rev: int, parent_siz
                 for t in done:
                     t.result()
 
+    def cut(pieces: list[bytes], final: bool) -> list[tuple[chunking.ChunkRef, memoryview]]:
+        out = [c for p in pieces for c in cutter.feed(p)]
+        return out + cutter.finish() if final else out
+
+    # Three stages overlap: the event loop reads a window of the parent and stores the chunks
+    # found in the previous one while a thread cuts and hashes the window before that (the
+    # cutter is used by one thread at a time; each cut's views stay valid, see StreamCutter).
+    cutting: asyncio.Future[list[tuple[chunking.ChunkRef, memoryview]]] | None = None
+    batch: list[bytes] = []
+    held = 0
     try:
         async for piece in downloads.revision_bytes(svc, parent_rev, owner_id, 0, parent_size):
-            # Cutting and hashing a window takes tens of milliseconds: not on the event loop.
-            await take(await asyncio.to_thread(cutter.feed, piece) if cutter.fills(piece) else cutter.feed(piece))
+            batch.append(piece)
+            held += len(piece)
+            if held < CUT_WINDOW:
+                continue
+            cuts = await cutting if cutting is not None else []
+            cutting = asyncio.ensure_future(asyncio.to_thread(cut, batch, False))
+            batch, held = [], 0
+            await take(cuts)
             if not wanted:
                 break
         else:
-            await take(await asyncio.to_thread(cutter.finish))
+            await take(await cutting if cutting is not None else [])
+            cutting = None
+            await take(await asyncio.to_thread(cut, batch, True))
         for outcome in await asyncio.gather(*writes, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise outcome
+        if found:  # make them durable now, while the client patches: its commit then waits less
+            _flushes.add(flush := asyncio.ensure_future(svc.blobs.sync()))
+            flush.add_done_callback(_flushed)
     except Exception:  # never fail the upload for it: the client sends what was not found
         log.warning("deriving chunks from revision %d stopped early", parent_rev, exc_info=True)
     finally:
         for t in writes:
             t.cancel()
         await asyncio.gather(*writes, return_exceptions=True)
+        if cutting is not None:  # let a running cut end before the cutter is dropped
+            await asyncio.gather(cutting, return_exceptions=True)
     return found
 
 

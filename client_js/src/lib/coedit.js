@@ -315,6 +315,7 @@ export class DocSession extends Emitter {
   /** The server ended the session for good (or refused to open it).
    * @param {string} reason @param {Record<string, any>} [details] the error's fields (e.g. `limit`) */
   #end(reason, details = {}) {
+    if (this.status === "closed") return;  // the refusal and the server's close can both end it: tell once
     this.wanted = false;
     this.handle = null;
     this.queue = [];

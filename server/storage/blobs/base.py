@@ -59,10 +59,12 @@ class BlobStore(Protocol):
         """The stored chunk's size in bytes, or None when it is not stored. A digest fixes the
         bytes, so callers compare this with an announced size before trusting the announcement."""
 
-    async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes]) -> None:
+    async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes], *, hashed: bool = False) -> None:
         """Store *size* bytes from *body* under *key*, verifying size and hash before the key becomes
         visible. An existing key keeps its bytes (same digest = same bytes) but counts as written
         now, so ``delete(written_before=...)`` of an orphan spares a chunk being stored again.
+        *hashed*: the server itself computed the digest from these very bytes (it cut them), so
+        the store may skip hashing them again; never for bytes a client sent.
         Raises hash_mismatch, size_mismatch, unavailable."""
 
     async def read(self, key: BlobKey, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:

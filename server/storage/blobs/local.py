@@ -95,6 +95,9 @@ class LocalBlobStore:
         self._compacting: asyncio.Task[None] | None = None
         self._compact_lock = asyncio.Lock()
         self._shrunk: set[int] = set()
+        # Chunk files of the layout before segments (``OWNER/ab/cd/DIGEST``). Only read, never
+        # written, so a store without them at start never has any: no syscalls looking for them.
+        self._legacy = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -105,6 +108,7 @@ class LocalBlobStore:
 
     async def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._legacy = any(p.name.isdigit() and p.is_dir() for p in self.root.iterdir())
         self._dir_fd = os.open(self.folder, os.O_RDONLY)
         self._db = fmt.open_index(self.folder / fmt.INDEX_NAME)
         await asyncio.to_thread(self._recover)
@@ -198,6 +202,8 @@ class LocalBlobStore:
         loc = self._locate(key)
         if loc is not None:
             return loc.len
+        if not self._legacy:
+            return None
         try:
             return os.stat(self._legacy_path(key)).st_size
         except FileNotFoundError:
@@ -218,6 +224,8 @@ class LocalBlobStore:
         if self.db.execute("UPDATE chunks SET written_ms = ? WHERE owner = ? AND digest = ?",
                            (_now_ms(), *k)).rowcount:
             return True
+        if not self._legacy:
+            return False
         try:
             os.utime(self._legacy_path(key))
             return True
@@ -254,23 +262,26 @@ class LocalBlobStore:
             self._unflushed_writers.add(w)
 
     async def _consume_verified(self, key: BlobKey, size: int, body: AsyncIterator[bytes], fd: int,
-                                at: int = 0) -> None:
-        """Read *body*, writing it to *fd* at offset *at* unless fd is -1, and check its size and hash."""
-        hasher = new_hasher()
+                                at: int = 0, hashed: bool = False) -> None:
+        """Read *body*, writing it to *fd* at offset *at* unless fd is -1, and check its size and
+        hash (the hash unless the caller *hashed* these bytes itself)."""
+        hasher = None if hashed else new_hasher()
         received = 0
         async for piece in body:
             received += len(piece)
             if received > size:
                 raise SatchelError(ErrorCode.size_mismatch, "chunk is larger than announced", expected=size)
             if fd < 0:
-                hasher.update(piece)
+                if hasher is not None:
+                    hasher.update(piece)
                 continue
             # Hash and write a slice at a time, while it is in the CPU cache: a whole body piece
             # (up to 256 KB) is not, and memory bandwidth is what an upload runs out of first.
             view = memoryview(piece)
             for i in range(0, len(view), WRITE_SLICE):
                 part = view[i:i + WRITE_SLICE]
-                hasher.update(part)
+                if hasher is not None:
+                    hasher.update(part)
                 while part:  # page-cache writes are microseconds: no thread hop needed
                     done = os.pwrite(fd, part, at)
                     at += done
@@ -278,13 +289,13 @@ class LocalBlobStore:
         if received != size:
             raise SatchelError(ErrorCode.size_mismatch, f"chunk has {received} bytes, announced {size}",
                                expected=size, received=received)
-        if hasher.digest() != key.digest:
+        if hasher is not None and hasher.digest() != key.digest:
             raise SatchelError(ErrorCode.hash_mismatch, "chunk bytes do not match their hash", hash=key.hex)
 
-    async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes]) -> None:
+    async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes], *, hashed: bool = False) -> None:
         try:
             if self._touch(key):  # stored: verify what came, keep the stored copy
-                await self._consume_verified(key, size, body, -1)
+                await self._consume_verified(key, size, body, -1, hashed=hashed)
                 return
             w = self._take_writer()
         except OSError as exc:
@@ -293,7 +304,7 @@ class LocalBlobStore:
         usable = True
         try:
             os.pwrite(w.fd, fmt.header(key.owner_id, key.digest, size), start)
-            await self._consume_verified(key, size, body, w.fd, start + fmt.HEADER_SIZE)
+            await self._consume_verified(key, size, body, w.fd, start + fmt.HEADER_SIZE, hashed=hashed)
         except BaseException as exc:
             try:  # back to the last complete record, so the segment stays a run of records
                 os.ftruncate(w.fd, start)
@@ -416,7 +427,7 @@ class LocalBlobStore:
             return False
         if self.db.execute("SELECT 1 FROM chunks WHERE owner = ? AND digest = ?", k).fetchone():
             return True
-        return os.path.exists(self._legacy_path(key))
+        return self._legacy and os.path.exists(self._legacy_path(key))
 
     # ------------------------------------------------------------------ reads
 
@@ -437,6 +448,8 @@ class LocalBlobStore:
         located = self._open_located(key)
         if located is None:
             try:
+                if not self._legacy:
+                    raise FileNotFoundError
                 fd = os.open(self._legacy_path(key), os.O_RDONLY)
             except FileNotFoundError as exc:
                 raise SatchelError(ErrorCode.not_found, "chunk not found", hash=key.hex) from exc
@@ -472,10 +485,11 @@ class LocalBlobStore:
                               (*k, before)).fetchone()
         if row is not None:
             self._shrunk.add(row[0])
-        legacy = self._legacy_path(key)
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(legacy).st_mtime * 1000 < before:
-                os.unlink(legacy)
+        if self._legacy:
+            legacy = self._legacy_path(key)
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(legacy).st_mtime * 1000 < before:
+                    os.unlink(legacy)
         if self._shrunk and (self._compacting is None or self._compacting.done()):
             self._compacting = asyncio.get_running_loop().create_task(self._compact_later())
 
