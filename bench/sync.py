@@ -227,7 +227,8 @@ def main() -> None:
     parts = set(args.only.split(","))
     work = pick_work_dir(args.work_dir)
     size = args.size_mib * MiB
-    server = SatchelServer(work / "server").start()
+    level = os.environ.get("SATCHEL_LOG_LEVEL")  # the server's log too (the harness default: warning)
+    server = SatchelServer(work / "server", {"SATCHEL_LOG_LEVEL": level} if level else None).start()
     rsyncd = RsyncDaemon(work).start()
     a, b = Device(work, "A"), Device(work, "B")
     user = "bench" + secrets.token_hex(3)

@@ -228,3 +228,52 @@ def test_a_file_written_in_place_just_now_waits_but_one_renamed_into_place_does_
     found = scan(tmp_path, {}, Ignore(tmp_path, []), settle=30.0)
     assert found.busy == {"/inplace.txt"}
     assert set(found.local) == {"/saved.txt"}
+
+
+async def test_the_watcher_tells_the_scanner_which_writers_are_done(tmp_path: Path) -> None:
+    """A recently written file waits `settle` unless watchdog saw its writer finish: closed after
+    writing (IN_CLOSE_WRITE), or moved in inside a folder (its bytes were written before). One
+    still open for writing waits; without a watcher everything recent waits."""
+    import asyncio
+    import os
+
+    from python_client.sync.ignore import Ignore
+    from python_client.sync.scanner import scan
+    from python_client.sync.watcher import Watcher
+
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for i in range(3):
+        (outside / f"{i}.bin").write_bytes(os.urandom(100))
+    w = Watcher(root, asyncio.get_running_loop())
+    w.start()
+    try:
+        await asyncio.sleep(0.2)  # the watch is in place
+        outside.rename(root / "moved")
+        (root / "closed.txt").write_bytes(b"written and closed")
+        with open(root / "open.txt", "wb") as still_open:
+            still_open.write(b"half")
+            still_open.flush()
+
+            def scanned(finished: bool) -> set[str]:
+                return scan(root, {}, Ignore(root, []), settle=30.0,
+                            finished=w.finished_since if finished else None).busy
+
+            for _ in range(100):  # the observer's thread delivers the events
+                if scanned(True) == {"/open.txt"}:
+                    break
+                await asyncio.sleep(0.02)
+            assert scanned(True) == {"/open.txt"}
+            assert scanned(False) == {"/open.txt", "/closed.txt", "/moved/0.bin", "/moved/1.bin", "/moved/2.bin"}
+        for _ in range(100):
+            if not scanned(True):
+                break
+            await asyncio.sleep(0.02)
+        assert not scanned(True), "closed after writing: done"
+        (root / "closed.txt").write_bytes(b"written again")  # a newer write than the close seen
+        os.utime(root / "closed.txt", ns=(time_ns := os.stat(root / "closed.txt").st_mtime_ns + 10**9, time_ns))
+        assert "/closed.txt" in scanned(True), "a write after the close it saw: not proven done"
+    finally:
+        w.stop()

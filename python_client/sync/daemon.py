@@ -51,6 +51,7 @@ class Daemon:
         purge_trash(self.root)
         watcher = Watcher(self.root, asyncio.get_running_loop())
         watcher.start()
+        self.engine.finished = watcher.finished_since
         bell = asyncio.create_task(self._doorbell())
         attempt = 0
         try:

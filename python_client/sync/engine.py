@@ -19,7 +19,7 @@ from python_client.sync.ignore import Ignore
 from python_client.sync.model import DIR, Action, RemoteNode, SyncedNode
 from python_client.sync.planner import plan
 from python_client.sync.remote import detached_paths, mounts, pull, set_detached
-from python_client.sync.scanner import Scan, local_path, scan
+from python_client.sync.scanner import Finished, Scan, local_path, scan
 from python_client.sync.state import State, state_dir
 from server.core import paths
 
@@ -63,8 +63,8 @@ def case_clashes(remote: dict[str, RemoteNode]) -> dict[str, str]:
     return out
 
 
-def views(state: State, root: Path, excludes: Iterable[str], settle: float, fold_case: bool = False
-          ) -> tuple[Scan, dict[str, RemoteNode], dict[str, SyncedNode], set[str]]:
+def views(state: State, root: Path, excludes: Iterable[str], settle: float, fold_case: bool = False,
+          finished: Finished | None = None) -> tuple[Scan, dict[str, RemoteNode], dict[str, SyncedNode], set[str]]:
     """The scan, the remote and synced trees without ignored paths, and the paths to skip.
     Shared folders and files the user lost stay on disk, left alone (reported as not synced)."""
     detached = [d for d in detached_paths(state) if local_path(root, d).exists()]
@@ -77,7 +77,7 @@ def views(state: State, root: Path, excludes: Iterable[str], settle: float, fold
     clashes = case_clashes(remote) if fold_case else {}
     for p in clashes:
         remote = {q: n for q, n in remote.items() if not paths.is_within(q, p)}
-    found = scan(root, synced, ignore, settle=settle)
+    found = scan(root, synced, ignore, settle=settle, finished=finished)
     found.problems.update(clashes)
     found.problems.update({d: LOST_SHARE for d in detached})
     now = time.time()
@@ -98,6 +98,7 @@ class Engine:
         """*excludes*: folders this device does not sync (selective sync); None keeps the
         folder's stored list."""
         self.client, self.root, self.device, self.settle = client, root, device, settle
+        self.finished: Finished | None = None  # the daemon's file watcher, when one runs
         root.mkdir(parents=True, exist_ok=True)
         state_dir(root).mkdir(exist_ok=True)
         self._lock = os.open(state_dir(root) / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -134,7 +135,7 @@ class Engine:
         r.pulled = await pull(self.client, self.state)
         t1 = time.perf_counter()
         found, remote, synced, skip = await asyncio.to_thread(views, self.state, self.root, self.excludes,
-                                                              self.settle, self.fold_case)
+                                                              self.settle, self.fold_case, self.finished)
         r.busy = found.busy
         r.actions = plan(remote, found.local, synced, device=self.device, day=time.strftime("%Y-%m-%d"),
                          skip=skip, mounts=mount_points(self.state))

@@ -4,7 +4,7 @@ A file whose size, mtime and inode match the synced state is taken as unchanged 
 it; any other file is chunked and hashed (the same FastCDC/BLAKE3 as uploads), so a touched but
 identical file is not sent, and the chunk list is kept for the upload that follows. Files modified
 in the last ``settle`` seconds are reported busy (still being written) and left for a later round,
-unless renamed into place since (complete).
+unless renamed into place since, or the file watcher saw its writer finish (complete).
 Symlinks, names the server would refuse and unreadable entries are reported, never fatal.
 """
 
@@ -15,6 +15,7 @@ import os
 import stat
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,11 @@ def hash_file(path: Path, size: int) -> tuple[str, list[ChunkRef]]:
     return content_hash(r.digest for r in refs), refs
 
 
-def scan(root: Path, synced: dict[str, SyncedNode], ignore: Ignore, *, settle: float = 0.0) -> Scan:
+Finished = Callable[[str, int], bool]  # (absolute path, mtime_ns): was its writer seen done since?
+
+
+def scan(root: Path, synced: dict[str, SyncedNode], ignore: Ignore, *, settle: float = 0.0,
+         finished: Finished | None = None) -> Scan:
     out = Scan()
     now_ns = time.time_ns()
     stack = ["/"]
@@ -94,12 +99,12 @@ def scan(root: Path, synced: dict[str, SyncedNode], ignore: Ignore, *, settle: f
                 out.local[path] = LocalNode(DIR, inode=st.st_ino)
                 stack.append(path)
             elif stat.S_ISREG(st.st_mode):
-                _file(root, path, st, synced.get(path), out, now_ns, settle)
+                _file(root, path, st, synced.get(path), out, now_ns, settle, finished)
     return out
 
 
 def _file(root: Path, path: str, st: os.stat_result, sn: SyncedNode | None, out: Scan, now_ns: int,
-          settle: float) -> None:
+          settle: float, finished: Finished | None = None) -> None:
     node = LocalNode(FILE, st.st_size, st.st_mtime_ns, st.st_ino)
     if sn is not None and node.same_stat(sn):
         out.local[path] = node
@@ -108,7 +113,8 @@ def _file(root: Path, path: str, st: os.stat_result, sn: SyncedNode | None, out:
     # touched the inode after the last write (ctime past mtime): a file renamed into place (the
     # atomic save of editors and downloaders) is complete, and waiting would only add latency.
     # (On Windows st_ctime is the creation time: there the wait always applies.)
-    if now_ns - st.st_mtime_ns < settle * 1e9 and not (RENAME_SETS_CTIME and st.st_ctime_ns > st.st_mtime_ns):
+    if now_ns - st.st_mtime_ns < settle * 1e9 and not (RENAME_SETS_CTIME and st.st_ctime_ns > st.st_mtime_ns) \
+            and not (finished is not None and finished(str(local_path(root, path)), st.st_mtime_ns)):
         out.busy.add(path)
         return
     try:

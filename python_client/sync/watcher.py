@@ -3,6 +3,11 @@
 Events only wake the engine; each round rescans the folder (cheap for unchanged files: a stat
 each), so a lost or coalesced event cannot lose a change: an inotify queue overflow, a sleep or a
 watch that failed to start is covered by the next wake-up or the periodic rescan.
+
+Some events also say a file's writer is done with it, which spares the scanner's wait for a
+recently modified file to settle (``finished_since``): a close after writing (inotify's
+IN_CLOSE_WRITE), or a file that arrived inside a folder moved in from elsewhere (watchdog's
+synthetic "created" events for its contents: written before the move).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 log = logging.getLogger(__name__)
+FINISHED_KEPT = 100_000
 
 
 class _Handler(FileSystemEventHandler):
@@ -26,6 +32,9 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return  # reads do not change anything
+        if not event.is_directory and (event.event_type == "closed" or
+                                       (event.event_type == "created" and event.is_synthetic)):
+            self.watcher.finished(str(event.src_path))
         if self.watcher.is_private(str(event.src_path)) and self.watcher.is_private(
                 str(event.dest_path or event.src_path)):
             return  # our own state database, trash and log
@@ -39,9 +48,20 @@ class Watcher:
         self.event = asyncio.Event()
         self.last = 0.0
         self.observer = Observer()
+        self._finished: dict[str, int] = {}  # path -> time.time_ns() when its writer was seen done
 
     def is_private(self, path: str) -> bool:
         return path == self.private or path.startswith(self.private + os.sep)
+
+    def finished(self, path: str) -> None:  # from the observer's thread
+        if len(self._finished) >= FINISHED_KEPT:  # bounded: a forgotten entry only means a wait
+            self._finished.clear()
+        self._finished[path] = time.time_ns()
+
+    def finished_since(self, path: str, mtime_ns: int) -> bool:
+        """Was the writer of *path* (absolute) seen done after its last write (at *mtime_ns*)?"""
+        seen = self._finished.get(path)
+        return seen is not None and seen >= mtime_ns
 
     def ring(self) -> None:  # from the observer's thread
         self.last = time.monotonic()
