@@ -45,7 +45,7 @@ class ChunkHttp:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc) from exc
 
-    async def put_stream(self, url: str, body: AsyncIterator[bytes], headers: dict[str, str]
+    async def put_stream(self, url: str, body: AsyncIterator[bytes | memoryview], headers: dict[str, str]
                          ) -> tuple[int, bytes]:
         """PUT a body produced piece by piece (chunked transfer encoding); return (status, body)."""
         try:
