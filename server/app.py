@@ -99,7 +99,9 @@ def create_app(config: Config) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(config) as svc:
             bus = open_bus(svc.config.redis_url or "memory://")
-            presence = open_presence(svc.config.redis_url or "memory://", bus)
+            # Sessions renew their places every heartbeat: two missed ones (a node that died) and
+            # its members are gone for everyone.
+            presence = open_presence(svc.config.redis_url or "memory://", bus, 2 * svc.config.ws_heartbeat)
             hub = Hub(svc.db, svc.blobs, bus)
             await bus.start()
             await presence.start()

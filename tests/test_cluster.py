@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from python_client.live import CursorStore, LiveSession, watch_changes
-from server.presence.base import DEFAULT_TTL
 from server.ws.protocol import MsgType
 from tests.conftest import User
 from tests.harness import ws
@@ -39,11 +38,15 @@ def redis() -> Iterator[RedisServer]:
         server.stop()
 
 
+HEARTBEAT = 1.0  # the nodes' SATCHEL_WS_HEARTBEAT
+PRESENCE_TTL = 2 * HEARTBEAT  # members are renewed every heartbeat, gone after two missed
+
+
 @pytest.fixture(scope="module")
 def nodes(start_server: Callable[..., ServerProcess], redis: RedisServer,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    node1 = start_server("pg-s3", SATCHEL_REDIS_URL=redis.url, SATCHEL_NODE_ID="n1", SATCHEL_WS_HEARTBEAT="1s",
-                         SATCHEL_SECRET_KEY="cluster-" + os.urandom(16).hex())
+    node1 = start_server("pg-s3", SATCHEL_REDIS_URL=redis.url, SATCHEL_NODE_ID="n1",
+                         SATCHEL_WS_HEARTBEAT=f"{HEARTBEAT:.0f}s", SATCHEL_SECRET_KEY="cluster-" + os.urandom(16).hex())
     env = {k: node1.env[k] for k in SHARED} | {"SATCHEL_NODE_ID": "n2"}
     node2 = ServerProcess(tmp_path_factory.mktemp("node2"), env).start()
     try:
@@ -251,10 +254,10 @@ async def test_presence_of_a_crashed_node_expires(nodes: tuple[ServerProcess, Se
             await presence_events(p1, lambda f: bool(_events(f, "join")), 5)
             node2.kill()
             t0 = time.perf_counter()
-            frames = await presence_events(p1, lambda f: bool(_events(f, "leave")), DEFAULT_TTL + 10)
+            frames = await presence_events(p1, lambda f: bool(_events(f, "leave")), PRESENCE_TTL + 10)
         took = time.perf_counter() - t0
-        print(f"\nnode 2 killed: its member left for node 1 after {took:.1f} s (ttl {DEFAULT_TTL:.0f} s)")
+        print(f"\nnode 2 killed: its member left for node 1 after {took:.1f} s (ttl {PRESENCE_TTL:.0f} s)")
         assert [m["key"] for m in _events(frames, "leave")] == [me2]
-        assert DEFAULT_TTL - 5 < took < DEFAULT_TTL + 8
+        assert PRESENCE_TTL - 1.5 < took < PRESENCE_TTL + 6  # the ttl, then the next sweep (2 s)
         assert [m["key"] for m in await p1.presence_set(ns, "/crash.txt", "viewing")] == [f"n1:{p1.welcome['session']}"]
     node2.start()

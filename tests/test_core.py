@@ -172,3 +172,12 @@ def test_another_sizes_chunker_finds_what_a_file_shares_across_a_step(tmp_path):
     cut_new = chunking.StreamCutter(chunking.SMALL_FILE_LIMIT + 1)
     new_chunks = [r.digest for r, _ in cut_new.feed(new) + cut_new.finish()]
     assert len(set(new_chunks) - as_new) <= 3 < len(new_chunks)
+
+
+def test_the_dummy_password_hash_costs_what_a_real_one_does():
+    """Login verifies a missing user's password against a fixed hash, so "no such user" takes as
+    long as "wrong password": the hash must use the parameters real ones are made with."""
+    from server.auth import passwords
+
+    assert not passwords._hasher.check_needs_rehash(passwords._DUMMY_HASH)
+    assert passwords._hasher.verify(passwords._DUMMY_HASH, "satchel-dummy-password")

@@ -419,9 +419,9 @@ async def test_redis_errors_become_unavailable_and_the_sweeper_survives(
 
 def test_open_presence_chooses_by_scheme() -> None:
     bus = MemoryBus()
-    assert isinstance(open_presence("", bus), MemoryPresence)
-    assert isinstance(open_presence("memory://", bus), MemoryPresence)
-    assert isinstance(open_presence("redis://127.0.0.1:6379/0", bus), RedisPresence)
+    assert isinstance(open_presence("", bus, 30), MemoryPresence)
+    assert isinstance(open_presence("memory://", bus, 30), MemoryPresence)
+    assert isinstance(open_presence("redis://127.0.0.1:6379/0", bus, 30), RedisPresence)
     with pytest.raises(ValueError, match="unknown presence URL scheme") as info:
-        open_presence("mongodb://user:s3cret@host/db", bus)
+        open_presence("mongodb://user:s3cret@host/db", bus, 30)
     assert "s3cret" not in str(info.value)

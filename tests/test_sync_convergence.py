@@ -8,9 +8,9 @@ Invariants after quiescence:
 - no file is a mix of two writes: every file holds exactly one content some device wrote.
 
 A failing run prints its seed; replay it with ``SATCHEL_SYNC_SEED=<seed> ./dev test
-tests/test_sync_convergence.py``. The default suite runs 100 seeds (one account, its tree emptied
+tests/test_sync_convergence.py``. The default suite runs 200 seeds (one account, its tree emptied
 between runs; every tenth with a fresh account and a server restart in the middle); ``-m soak``
-runs 300 longer ones, each with a fresh account and a server restart in the middle.
+runs 2,000 longer ones, each with a fresh account and a server restart in the middle.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from server.core.chunking import chunk_bytes, content_hash
 from tests.harness.server import ServerProcess
 from tests.sync_helpers import Dev, close_dev, make_dev, server_tree, snapshot
 
-DEFAULT_SEEDS = 100  # one account reused across runs; 100 took 323 s at load average 10 on 2 cores
-SOAK_SEEDS = 300
+DEFAULT_SEEDS = 200  # one account reused across runs; 100 took 62 s in one process on an idle 2-core machine
+SOAK_SEEDS = 2000  # ~3.2 s each (120 steps, a fresh server and account): about an hour on 2 cores
 
 
 @pytest.fixture(scope="module")

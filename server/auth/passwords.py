@@ -12,8 +12,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
 # Verifying against this when the user does not exist keeps the timing of "no such user" and
-# "wrong password" the same, so login cannot be used to enumerate accounts.
-_DUMMY_HASH = _hasher.hash("satchel-dummy-password")
+# "wrong password" the same, so login cannot be used to enumerate accounts. A literal (hashing it
+# at import cost every server start 0.1 s); tests/test_core.py checks it has the hasher's parameters.
+_DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$y/K35QCo0+p57BhovbjWww$vtUNyP6nj2s7tR3mVJMghPu9QHd1lrOXVK3YZX2F0v0"
 
 
 async def hash_password(password: str) -> str:

@@ -15,14 +15,15 @@ if TYPE_CHECKING:
     from server.presence.base import Presence
 
 
-def open_presence(url: str, bus: Bus) -> Presence:
+def open_presence(url: str, bus: Bus, ttl: float) -> Presence:
+    """*ttl*: a member not renewed for this long is gone (sessions renew theirs every heartbeat)."""
     if url in ("", "memory://"):
         from server.presence.memory import MemoryPresence
 
-        return MemoryPresence(bus)
+        return MemoryPresence(bus, ttl=ttl)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from server.presence.redis import RedisPresence
 
-        return RedisPresence(url, bus)
+        return RedisPresence(url, bus, ttl=ttl)
     # Only the scheme goes into the message: the rest of the URL may hold a password.
     raise ValueError(f"unknown presence URL scheme: {url.split(':', 1)[0]!r} (use memory:// or redis://)")

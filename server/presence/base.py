@@ -4,7 +4,7 @@ A location is ``(ns, path)``: a folder or file someone is viewing or editing. A 
 device's session there. Members refresh themselves (``touch``) every heartbeat; a member not
 refreshed for ``ttl`` seconds is gone (a device that vanished without saying goodbye).
 
-Implementations (``open_presence(url)``): ``memory://`` (one node) and ``redis://`` (members in
+Implementations (``open_presence(url, bus, ttl)``): ``memory://`` (one node) and ``redis://`` (members in
 Redis hashes with expiry times, events across nodes on the bus). Both pass
 ``tests/test_presence.py``'s shared suite.
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-DEFAULT_TTL = 30.0  # seconds without a touch after which a member is gone
+DEFAULT_TTL = 30.0  # seconds without a touch after which a member is gone (servers: 2 heartbeats)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ class _Entry:
 class MemoryPresence:
     def __init__(self, bus: Bus, *, ttl: float = DEFAULT_TTL, sweep_interval: float = 2.0) -> None:
         # The bus is not used: one node delivers to its own watchers directly. It is taken so both
-        # implementations open the same way (``open_presence(url, bus)``).
+        # implementations open the same way (``open_presence(url, bus, ttl)``).
         self._bus = bus
         self.ttl = ttl
         self.sweep_interval = sweep_interval

@@ -54,15 +54,16 @@ class ServerProcess:
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"satchel serve exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        with httpx.Client(timeout=1) as http:  # one client: each new one loads the CA store (~30 ms)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"satchel serve exited with {self.proc.returncode}:\n{self.log()}")
+                try:
+                    if http.get(self.url + "/health").status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.02)
         raise RuntimeError(f"satchel serve did not come up in {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
