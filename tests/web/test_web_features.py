@@ -149,8 +149,10 @@ def test_share_a_folder_with_a_viewer_and_a_link_with_a_password(pages: Pages, t
     # disk), not a copy the page read into memory (a blob: URL).
     dialog.get_by_label("Password (optional)").fill("")
     dialog.get_by_role("button", name="Create link").click()
+    new_link = dialog.get_by_label(re.compile("^New link"))
+    expect(new_link).not_to_have_value(url)  # the revoked link's URL shows until the server answers
     plain = pages.open()
-    plain.goto(dialog.get_by_label(re.compile("^New link")).input_value())
+    plain.goto(new_link.input_value())
     with plain.expect_download() as info:
         plain.get_by_role("button", name="Download plan.txt").click()
     assert re.search(r"/api/v1/public/links/satl_[A-Za-z0-9_-]{43}/content$", info.value.url), info.value.url
