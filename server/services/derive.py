@@ -21,6 +21,7 @@ import asyncio
 import base64
 import bisect
 import logging
+import time
 
 from sqlalchemy import select
 
@@ -64,7 +65,11 @@ async def from_parent(svc: Services, owner_id: int, parent_rev: int, parent_size
         log.info("not deriving chunks from revision %d: another derivation is running", parent_rev)
         return []
     async with _running:
-        return await _from_parent(svc, owner_id, parent_rev, parent_size, new_size, wanted)
+        t0, asked = time.perf_counter(), len(wanted)
+        found = await _from_parent(svc, owner_id, parent_rev, parent_size, new_size, wanted)
+        log.info("derived %d of %d chunks from revision %d (%d bytes) in %.3f s", len(found), asked, parent_rev,
+                 parent_size, time.perf_counter() - t0)
+        return found
 
 
 async def _from_parent(svc: Services, owner_id: int, parent_rev: int, parent_size: int, new_size: int,
