@@ -27,16 +27,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import msgpack
 
 from python_client.api import SLOW_TIMEOUT, SatchelClient, raise_for_error
-from python_client.chunk_http import PIECE, ChunkHttp
 from server.core import chunking, pack
 from server.core.chunking import ChunkRef, hash_bytes, new_hasher
 from server.core.errors import ErrorCode, SatchelError
+
+if TYPE_CHECKING:
+    from python_client.chunk_http import ChunkHttp
 
 log = logging.getLogger(__name__)
 PART_SUFFIX = ".satchel-part"
@@ -142,6 +144,30 @@ class UrlExpired(Exception):
     pass
 
 
+SEND_PIECE = 1024 * 1024  # bytes handed to the socket at a time
+
+
+class _Pool:
+    """The chunk HTTP client (``python_client.chunk_http``), made on first use: importing aiohttp
+    takes 0.1 s, and an unchanged re-upload, or a download made of bytes already on disk, moves
+    no chunk."""
+
+    def __init__(self, parallel: int) -> None:
+        self.parallel = parallel
+        self._http: ChunkHttp | None = None
+
+    def get(self) -> ChunkHttp:
+        if self._http is None:
+            from python_client.chunk_http import ChunkHttp
+
+            self._http = ChunkHttp(self.parallel)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+
 class _Phases:
     """Where a transfer's time went, for the debug log: ``start 0.31 s, send 0.02 s, ...``."""
 
@@ -171,7 +197,16 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     phases = _Phases()
     path = Path(local)
     before = path.stat()
-    refs = chunks if chunks is not None else await asyncio.to_thread(chunk_file_pipelined, path)
+    # The head is asked for while the file is hashed: the answer is needed only after.
+    asking = asyncio.ensure_future(client.stat_or_none(remote)) if parent_rev == "auto" else None
+    try:
+        refs = chunks if chunks is not None else await asyncio.to_thread(chunk_file_pipelined, path)
+    except BaseException:
+        if asking is not None:
+            asking.cancel()
+            asking.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+        raise
+    head = await asking if asking is not None else None
     phases.mark("hash")
     if sum(r.size for r in refs) != before.st_size:
         raise SatchelError(ErrorCode.conflict, f"{path} changed since it was chunked; try again")
@@ -179,9 +214,7 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         raise SatchelError(ErrorCode.conflict, f"{path} changed while it was being read; try again")
     stats.chunks_total = len(refs)
     where = {r.digest.hex(): (r.offset, r.size) for r in refs}
-    head = None
-    if parent_rev == "auto":
-        head = await client.stat_or_none(remote)
+    if asking is not None:
         if head is not None and head["kind"] != "file":
             raise SatchelError(ErrorCode.is_a_directory, f"{remote} is a folder", path=remote)
         parent_rev = head["rev"] if head else None
@@ -212,14 +245,14 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         phases.mark("patch")
     advance = progress(sum(m["size"] for m in info["missing"]), len(info["missing"])) if progress else None
     fd = os.open(path, os.O_RDONLY)
-    pool = ChunkHttp(client.parallel)
+    pool = _Pool(client.parallel)
     try:
         for attempt in range(RETRIES):
             try:
-                if info.get("pack_url"):
-                    await _send_packs(client, pool, fd, info, where, stats, advance)
-                else:
-                    await _send_chunks(client, pool, fd, info["missing"], where, stats, advance)
+                if info["missing"] and info.get("pack_url"):
+                    await _send_packs(client, pool.get(), fd, info, where, stats, advance)
+                elif info["missing"]:
+                    await _send_chunks(client, pool.get(), fd, info["missing"], where, stats, advance)
                 phases.mark("send")
                 done = await client.commit_upload(info["upload_id"])
                 phases.mark("commit")
@@ -458,8 +491,8 @@ async def _send_packs(client: SatchelClient, pool: ChunkHttp, fd: int, info: dic
             if len(data) != size:
                 raise SatchelError(ErrorCode.conflict, "the file changed while it was being uploaded")
             view = memoryview(data)  # in socket-sized pieces: asyncio copies what a send leaves over
-            for i in range(0, size, PIECE):
-                yield view[i:i + PIECE]
+            for i in range(0, size, SEND_PIECE):
+                yield view[i:i + SEND_PIECE]
 
     async def send(chunks: list[dict[str, Any]]) -> None:
         head = pack.pack_header([(bytes.fromhex(m["hash"]), m["size"]) for m in chunks])
@@ -786,7 +819,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     part = target.with_name(target.name + PART_SUFFIX)
     part_existed = part.exists()
     fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
-    pool = ChunkHttp(client.parallel)
+    pool = _Pool(client.parallel)
     out = _PartFile(fd)
     flushing: asyncio.Future[None] | None = None
     try:
@@ -809,7 +842,8 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
             flushing = asyncio.ensure_future(asyncio.to_thread(os.fdatasync, fd))  # reused bytes: writeback now
         phases.mark("reuse local")
         advance = progress(sum(c["size"] for c in needed), len(needed)) if progress else None
-        await _fetch_chunks(client, pool, out, meta["id"], listing["rev"], needed, stats, advance)
+        if needed:
+            await _fetch_chunks(client, pool.get(), out, meta["id"], listing["rev"], needed, stats, advance)
         await out.settle()
         phases.mark("fetch")
         await asyncio.to_thread(os.fsync, fd)
