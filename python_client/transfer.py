@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import msgpack
@@ -46,6 +46,7 @@ RUN_LIMIT = 64 * 1024 * 1024  # split big ranged downloads so they run in parall
 FLUSH_EVERY = 64 * 1024 * 1024  # start writeback of a download every this many bytes
 RETRIES = 6
 Progress = Callable[[int], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -610,6 +611,22 @@ def _reuse_shifted(fd: int, chunks: list[dict[str, Any]], target: Path, shifts: 
 REUSE_THREADS = 2  # BLAKE3 and pread/pwrite release the GIL: two cores
 
 
+async def _to_thread_to_the_end(fn: Callable[..., T], *args: Any) -> T:
+    """``asyncio.to_thread`` for work that writes to a descriptor its caller closes: cancelled,
+    it waits for the thread to end before letting the cancellation through (a thread cannot be
+    stopped, and a descriptor number closed under it may already name another file)."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        while not work.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({work})
+        if not work.cancelled():
+            work.exception()  # retrieved: its failure is not what the caller is told
+        raise
+
+
 def _on_threads(copy: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], chunks: list[dict[str, Any]]
                 ) -> list[dict[str, Any]]:
     """Run *copy* on REUSE_THREADS contiguous slices of *chunks* at once; the chunks it missed, in order."""
@@ -827,17 +844,18 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
         known = await known_list if known_list is not None else \
             (_offsets(base_chunks) if usable and base_chunks is not None else None)
         if known is not None:
-            needed = await asyncio.to_thread(_reuse_known, fd, chunks, target, known, stats)
+            needed = await _to_thread_to_the_end(_reuse_known, fd, chunks, target, known, stats)
             known_size = sum(c["size"] for c in known)
             if needed and chunking.avg_chunk_size(listing["size"]) != chunking.avg_chunk_size(known_size):
                 # cut anew: guess where each chunk is, then (edits all over) find the rest by content
-                needed = await asyncio.to_thread(_reuse_shifted, fd, needed, target,
-                                                 tuple(dict.fromkeys((0, listing["size"] - known_size))), stats)
+                needed = await _to_thread_to_the_end(_reuse_shifted, fd, needed, target,
+                                                     tuple(dict.fromkeys((0, listing["size"] - known_size))), stats)
                 if sum(c["size"] for c in needed) > listing["size"] // 8:
-                    needed = await asyncio.to_thread(_reuse_local, fd, listing["size"], needed, False, target, stats)
+                    needed = await _to_thread_to_the_end(_reuse_local, fd, listing["size"], needed, False, target,
+                                                         stats)
         else:
-            needed = await asyncio.to_thread(_reuse_local, fd, listing["size"], chunks, part_existed, target,
-                                             stats, sources or [])
+            needed = await _to_thread_to_the_end(_reuse_local, fd, listing["size"], chunks, part_existed, target,
+                                                 stats, sources or [])
         if needed and sum(c["size"] for c in needed) < listing["size"]:
             flushing = asyncio.ensure_future(asyncio.to_thread(os.fdatasync, fd))  # reused bytes: writeback now
         phases.mark("reuse local")

@@ -43,6 +43,7 @@ from server.ws.endpoint import websocket_endpoint
 from server.ws.hub import Hub
 
 log = logging.getLogger("satchel")
+PRESENCE_SLACK = 5.0  # s past two heartbeats before a member that stopped renewing is gone
 
 
 GC_GEN0_THRESHOLD = 50_000
@@ -100,8 +101,9 @@ def create_app(config: Config) -> Starlette:
         async with open_services(config) as svc:
             bus = open_bus(svc.config.redis_url or "memory://")
             # Sessions renew their places every heartbeat: two missed ones (a node that died) and
-            # its members are gone for everyone.
-            presence = open_presence(svc.config.redis_url or "memory://", bus, 2 * svc.config.ws_heartbeat)
+            # its members are gone for everyone; 5 s of slack for a renewal late under load.
+            presence = open_presence(svc.config.redis_url or "memory://", bus,
+                                     2 * svc.config.ws_heartbeat + PRESENCE_SLACK)
             hub = Hub(svc.db, svc.blobs, bus)
             await bus.start()
             await presence.start()

@@ -45,7 +45,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("node_id", "SATCHEL_NODE_ID", "", "This node's name in presence keys and logs; empty = random."),
     Setting("ws_heartbeat", "SATCHEL_WS_HEARTBEAT", "15s", "WebSocket heartbeat: the server pings this often, "
             "closes a connection silent for 3 heartbeats, and re-checks its token; presence of a vanished session "
-            "or node expires after 2.", "duration"),
+            "or node expires after 2 and 5 s.", "duration"),
     Setting("public_url", "SATCHEL_PUBLIC_URL", "", "Base URL clients reach this server at, used in "
             "signed URLs; empty = taken from each request."),
     Setting("secret_key", "SATCHEL_SECRET_KEY", "", "HMAC key for signed URLs; empty = generated once "

@@ -39,7 +39,7 @@ def redis() -> Iterator[RedisServer]:
 
 
 HEARTBEAT = 1.0  # the nodes' SATCHEL_WS_HEARTBEAT
-PRESENCE_TTL = 2 * HEARTBEAT  # members are renewed every heartbeat, gone after two missed
+PRESENCE_TTL = 2 * HEARTBEAT + 5  # members are renewed every heartbeat, gone after two missed + 5 s
 
 
 @pytest.fixture(scope="module")

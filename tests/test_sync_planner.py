@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import pytest
@@ -232,14 +233,15 @@ def test_a_file_written_in_place_just_now_waits_but_one_renamed_into_place_does_
 
 async def test_the_watcher_tells_the_scanner_which_writers_are_done(tmp_path: Path) -> None:
     """A recently written file waits `settle` unless watchdog saw its writer finish: closed after
-    writing (IN_CLOSE_WRITE), or moved in inside a folder (its bytes were written before). One
-    still open for writing waits; without a watcher everything recent waits."""
+    writing (IN_CLOSE_WRITE), or moved in inside a folder (its bytes were written before), and it
+    is still as the writer left it. One still open for writing waits, and so does one written
+    again since; without a watcher everything recent waits."""
     import asyncio
     import os
 
     from python_client.sync.ignore import Ignore
     from python_client.sync.scanner import scan
-    from python_client.sync.watcher import Watcher
+    from python_client.sync.watcher import RACY_NS, Watcher
 
     root = tmp_path / "root"
     root.mkdir()
@@ -248,32 +250,41 @@ async def test_the_watcher_tells_the_scanner_which_writers_are_done(tmp_path: Pa
     for i in range(3):
         (outside / f"{i}.bin").write_bytes(os.urandom(100))
     w = Watcher(root, asyncio.get_running_loop())
-    w.start()
+    w.start()  # the watches are in place when it returns
+
+    def scanned(finished: bool) -> set[str]:
+        return scan(root, {}, Ignore(root, []), settle=30.0, finished=w.finished_since if finished else None).busy
+
+    async def until(want: set[str]) -> None:
+        for _ in range(100):  # the observer's thread delivers the events
+            if scanned(True) == want:
+                return
+            await asyncio.sleep(0.02)
+        assert scanned(True) == want
+
     try:
-        await asyncio.sleep(0.2)  # the watch is in place
         outside.rename(root / "moved")
         (root / "closed.txt").write_bytes(b"written and closed")
         with open(root / "open.txt", "wb") as still_open:
             still_open.write(b"half")
             still_open.flush()
-
-            def scanned(finished: bool) -> set[str]:
-                return scan(root, {}, Ignore(root, []), settle=30.0,
-                            finished=w.finished_since if finished else None).busy
-
-            for _ in range(100):  # the observer's thread delivers the events
-                if scanned(True) == {"/open.txt"}:
-                    break
-                await asyncio.sleep(0.02)
-            assert scanned(True) == {"/open.txt"}
+            await until({"/open.txt"})
             assert scanned(False) == {"/open.txt", "/closed.txt", "/moved/0.bin", "/moved/1.bin", "/moved/2.bin"}
-        for _ in range(100):
-            if not scanned(True):
-                break
-            await asyncio.sleep(0.02)
-        assert not scanned(True), "closed after writing: done"
-        (root / "closed.txt").write_bytes(b"written again")  # a newer write than the close seen
-        os.utime(root / "closed.txt", ns=(time_ns := os.stat(root / "closed.txt").st_mtime_ns + 10**9, time_ns))
-        assert "/closed.txt" in scanned(True), "a write after the close it saw: not proven done"
+        await until(set())  # closed after writing: done
+        # Written again in place without a close the watcher saw (its stat is not the one recorded).
+        fd = os.open(root / "closed.txt", os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, b" and more")
+            assert "/closed.txt" in scanned(True), "changed since the close it saw: not proven done"
+        finally:
+            os.close(fd)
+        # Just written and closed: trusted only once the mtime is older than a timestamp tick.
+        (root / "fresh.txt").write_bytes(b"new")
+        st = os.stat(root / "fresh.txt")
+        w.finished(str(root / "fresh.txt"))
+        assert not w.finished_since(str(root / "fresh.txt"), st) or \
+            time.time_ns() - st.st_mtime_ns >= RACY_NS
+        await asyncio.sleep(RACY_NS / 1e9)
+        assert w.finished_since(str(root / "fresh.txt"), os.stat(root / "fresh.txt"))
     finally:
         w.stop()

@@ -105,3 +105,25 @@ def test_the_parent_is_located_around_the_missing_chunks_only(tmp_path: Path) ->
         start, size = where[p["hash"]]
         built = b"".join(x if isinstance(x, bytes) else parent_bytes[x[0]:x[0] + x[1]] for x in p["parts"])
         assert built == new[start:start + size]
+
+
+async def test_a_cancelled_reuse_ends_its_thread_before_the_part_file_is_closed() -> None:
+    """Reuse threads write to the part file's descriptor, which the download closes when it is
+    cancelled; the cancellation must wait for the thread (a reused descriptor number could
+    name another file by then)."""
+    import asyncio
+    import contextlib
+    import time
+
+    ended: list[float] = []
+
+    def work() -> None:
+        time.sleep(0.3)
+        ended.append(time.monotonic())
+
+    task = asyncio.ensure_future(transfer._to_thread_to_the_end(work))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert task.cancelled() and ended, "the cancellation came through before the thread ended"

@@ -62,7 +62,7 @@ def hash_file(path: Path, size: int) -> tuple[str, list[ChunkRef]]:
     return content_hash(r.digest for r in refs), refs
 
 
-Finished = Callable[[str, int], bool]  # (absolute path, mtime_ns): was its writer seen done since?
+Finished = Callable[[str, os.stat_result], bool]  # (absolute path, its stat): is its writer done?
 
 
 def scan(root: Path, synced: dict[str, SyncedNode], ignore: Ignore, *, settle: float = 0.0,
@@ -114,7 +114,7 @@ def _file(root: Path, path: str, st: os.stat_result, sn: SyncedNode | None, out:
     # atomic save of editors and downloaders) is complete, and waiting would only add latency.
     # (On Windows st_ctime is the creation time: there the wait always applies.)
     if now_ns - st.st_mtime_ns < settle * 1e9 and not (RENAME_SETS_CTIME and st.st_ctime_ns > st.st_mtime_ns) \
-            and not (finished is not None and finished(str(local_path(root, path)), st.st_mtime_ns)):
+            and not (finished is not None and finished(str(local_path(root, path)), st)):
         out.busy.add(path)
         return
     try:

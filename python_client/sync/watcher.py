@@ -7,7 +7,10 @@ watch that failed to start is covered by the next wake-up or the periodic rescan
 Some events also say a file's writer is done with it, which spares the scanner's wait for a
 recently modified file to settle (``finished_since``): a close after writing (inotify's
 IN_CLOSE_WRITE), or a file that arrived inside a folder moved in from elsewhere (watchdog's
-synthetic "created" events for its contents: written before the move).
+synthetic "created" events for its contents: written before the move). The file's identity,
+size and mtime are read at the event; the scanner trusts it only while they are unchanged, and
+only once the mtime is older than a file-system timestamp tick (``RACY_NS``), so a write after the
+scan always changes the mtime the sync state remembers (git's "racily clean" rule).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from watchdog.observers import Observer
 
 log = logging.getLogger(__name__)
 FINISHED_KEPT = 100_000
+RACY_NS = 20_000_000  # coarse file-system timestamps tick every 1-10 ms (a jiffy) on older kernels
 
 
 class _Handler(FileSystemEventHandler):
@@ -48,20 +52,24 @@ class Watcher:
         self.event = asyncio.Event()
         self.last = 0.0
         self.observer = Observer()
-        self._finished: dict[str, int] = {}  # path -> time.time_ns() when its writer was seen done
+        self._finished: dict[str, tuple[int, int, int]] = {}  # path -> (inode, size, mtime_ns) when seen done
 
     def is_private(self, path: str) -> bool:
         return path == self.private or path.startswith(self.private + os.sep)
 
     def finished(self, path: str) -> None:  # from the observer's thread
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return
         if len(self._finished) >= FINISHED_KEPT:  # bounded: a forgotten entry only means a wait
             self._finished.clear()
-        self._finished[path] = time.time_ns()
+        self._finished[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def finished_since(self, path: str, mtime_ns: int) -> bool:
-        """Was the writer of *path* (absolute) seen done after its last write (at *mtime_ns*)?"""
-        seen = self._finished.get(path)
-        return seen is not None and seen >= mtime_ns
+    def finished_since(self, path: str, st: os.stat_result) -> bool:
+        """Is *path* (absolute, now *st*) as its writer left it, and past a timestamp tick?"""
+        return self._finished.get(path) == (st.st_ino, st.st_size, st.st_mtime_ns) \
+            and time.time_ns() - st.st_mtime_ns >= RACY_NS
 
     def ring(self) -> None:  # from the observer's thread
         self.last = time.monotonic()

@@ -18,7 +18,7 @@ also when the member's own node crashed. ``touch`` rewrites a field only if it i
 not expired, so it never revives a member whose "leave" is already on its way.
 
 Expiry times are wall-clock milliseconds of the writing node (nodes are assumed NTP-synced; a skew
-of a second against a 30 s ttl is harmless). Redis errors become ``SatchelError(unavailable)`` in
+of a second against the ttl, two heartbeats + 5 s, is harmless). Redis errors become ``SatchelError(unavailable)`` in
 the calling method; the sweeper logs them and tries again next round.
 """
 

@@ -798,7 +798,8 @@ async def store_stream(svc: Services, who: Principal, loc: Location, size: int, 
         for ref in refs:
             await asyncio.to_thread(spool.seek, ref.offset)
             data = await asyncio.to_thread(spool.read, ref.size)
-            await svc.blobs.put_stream(BlobKey(loc.owner_id, ref.digest), ref.size, as_body(data), hashed=True)
+            # hashed when cut, then read back from the spool: checked again as it is stored
+            await svc.blobs.put_stream(BlobKey(loc.owner_id, ref.digest), ref.size, as_body(data))
     await svc.blobs.sync([BlobKey(loc.owner_id, r.digest) for r in refs])
     chunks = [(r.digest, r.size) for r in refs]
     new = NewRevision(loc.ns_id, loc.owner_id, loc.path, None, size, chunking.content_hash(d for d, _ in chunks),
