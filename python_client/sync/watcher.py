@@ -36,12 +36,12 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return  # reads do not change anything
-        if not event.is_directory and (event.event_type == "closed" or
-                                       (event.event_type == "created" and event.is_synthetic)):
-            self.watcher.finished(str(event.src_path))
         if self.watcher.is_private(str(event.src_path)) and self.watcher.is_private(
                 str(event.dest_path or event.src_path)):
             return  # our own state database, trash and log
+        if not event.is_directory and (event.event_type == "closed" or
+                                       (event.event_type == "created" and event.is_synthetic)):
+            self.watcher.finished(str(event.src_path))
         self.watcher.ring()
 
 
