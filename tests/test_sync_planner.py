@@ -288,3 +288,29 @@ async def test_the_watcher_tells_the_scanner_which_writers_are_done(tmp_path: Pa
         assert w.finished_since(str(root / "fresh.txt"), os.stat(root / "fresh.txt"))
     finally:
         w.stop()
+
+
+def test_upload_batches_fill_a_frame_but_never_overflow_it() -> None:
+    """Small uploads go in batches as full as a WebSocket frame allows (each batch is a server
+    transaction and an fsync), whatever the files' sizes, names and types."""
+    import os
+    import random
+
+    from python_client.sync import batches
+    from server.ws.protocol import MAX_FRAME, Frame, MsgType, encode
+
+    rng = random.Random(5)
+    actions = []
+    for i in range(1500):
+        size = rng.choice([0, 1, 4096, 60_000, batches.SMALL_MAX])
+        name = "/" + "d" * rng.choice([1, 200]) + f"/f{i}" + rng.choice([".txt", ".docx", ".bin", ""])
+        actions.append(Action(Op.upload, name, rev=10**12, local=LocalNode(FILE, size, 2**62, 1)))
+    groups = batches.groups(actions)
+    assert sum(len(g) for g in groups) == len(actions)
+    for group in groups:
+        items = [batches.commit_body(a.path, a.rev, os.urandom(a.local.size) if a.local else b"", 2**62)
+                 for a in group]
+        frame = encode(Frame(MsgType.commit_batch, 2**31, {"items": items}))
+        assert len(frame) <= MAX_FRAME, f"{len(group)} files make a {len(frame)}-byte frame"
+    small = [Action(Op.upload, f"/s{i}.bin", local=LocalNode(FILE, 4096)) for i in range(1000)]
+    assert len(batches.groups(small)) <= 5, "4 KiB files: over 200 to a batch"

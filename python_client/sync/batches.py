@@ -32,7 +32,12 @@ from server.core.errors import ErrorCode, SatchelError
 log = logging.getLogger(__name__)
 
 SMALL_MAX = 192 * 1024  # files up to this size go inline over the WebSocket (commit or batch)
-BATCH_BYTES = 512 * 1024  # file bytes per batch: the frame (1 MiB) holds them with room to spare
+# An upload batch fills most of a frame (1 MiB): each one is a transaction and an fsync on the
+# server, so fewer, fuller ones sync many small files sooner. Each item costs its bytes plus its
+# fields. A fetch asks for what one reply carries (the server's FETCH_BYTES, 640 KiB).
+COMMIT_BATCH_BYTES = 1024 * 1024 - 64 * 1024
+FETCH_BATCH_BYTES = 512 * 1024
+ITEM_FIELDS = 160  # bytes of an item's msgpack besides its data and path (generous)
 BATCH_ITEMS = 500  # files per batch (the server takes up to 1,000)
 Result = tuple[Action, Exception | None]
 
@@ -51,12 +56,14 @@ def is_small(a: Action) -> bool:
 
 
 def groups(actions: list[Action]) -> list[list[Action]]:
-    """Consecutive batches of at most BATCH_ITEMS files and BATCH_BYTES bytes."""
+    """Consecutive batches of at most BATCH_ITEMS files and COMMIT_BATCH_BYTES (uploads) or
+    FETCH_BATCH_BYTES (downloads) bytes."""
     out: list[list[Action]] = []
     size = 0
     for a in actions:
-        n = _size(a) or 0
-        if not out or len(out[-1]) >= BATCH_ITEMS or size + n > BATCH_BYTES:
+        budget = COMMIT_BATCH_BYTES if a.op is Op.upload else FETCH_BATCH_BYTES
+        n = (_size(a) or 0) + (ITEM_FIELDS + len(a.path.encode()) if a.op is Op.upload else 0)
+        if not out or len(out[-1]) >= BATCH_ITEMS or size + n > budget:
             out.append([])
             size = 0
         out[-1].append(a)
