@@ -314,3 +314,31 @@ def test_upload_batches_fill_a_frame_but_never_overflow_it() -> None:
         assert len(frame) <= MAX_FRAME, f"{len(group)} files make a {len(frame)}-byte frame"
     small = [Action(Op.upload, f"/s{i}.bin", local=LocalNode(FILE, 4096)) for i in range(1000)]
     assert len(batches.groups(small)) <= 5, "4 KiB files: over 200 to a batch"
+
+
+def test_local_moves_into_a_folder_of_the_same_name_or_from_a_moved_source(tmp_path: Path) -> None:
+    """Moves the planner asks for that cannot go in one rename (found by the soak convergence
+    runs, seeds 46 and 319): a folder into a new folder that took its name on the server steps
+    aside first; a source already gone (moved with its folder earlier in the round) is Stale,
+    so the next round plans again, instead of an OSError ending the round."""
+    from python_client.api import SatchelClient
+    from python_client.sync.executor import Executor
+    from python_client.sync.model import Stale
+    from python_client.sync.state import State
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "inside.txt").write_text("kept")
+    ex = Executor(SatchelClient("http://127.0.0.1:9"), State(tmp_path), tmp_path)
+    ex._rename("/d", "/d/m")
+    assert (tmp_path / "d" / "m" / "inside.txt").read_text() == "kept"
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["m"]
+    (tmp_path / "f.bin").write_bytes(b"a file")
+    ex._rename("/f.bin", "/f.bin/g.bin")
+    assert (tmp_path / "f.bin" / "g.bin").read_bytes() == b"a file"
+    with pytest.raises(Stale):
+        ex._rename("/gone/x", "/elsewhere/y")
+    (tmp_path / "plain").write_text("a file where a folder must be")
+    (tmp_path / "src.txt").write_text("source")
+    with pytest.raises(Stale):
+        ex._rename("/src.txt", "/plain/src.txt")
+    assert (tmp_path / "src.txt").read_text() == "source"

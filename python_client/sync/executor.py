@@ -224,11 +224,28 @@ class Executor:
         return local_path(self.root, path)
 
     def _rename(self, src: str, dst: str) -> None:
-        target = self._path(dst)
+        """Move *src* to *dst* on disk; Stale (plan again) when the disk is not as the plan saw
+        it: the target taken, the source gone (e.g. moved with its folder earlier in the round),
+        a file where a folder must be."""
+        target, source = self._path(dst), self._path(src)
         if target.exists() or target.is_symlink():
             raise Stale()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(self._path(src), target)
+        try:
+            if paths.is_within(dst, src):
+                # Into a folder that took its old name on the server (moved away, a folder made
+                # at the name, moved into it): step aside first. The stopover keeps the inode
+                # in the synced folder, so a crash in between reads as a move, never a delete.
+                hop = source.with_name(f"{source.name}.satchel-moving-{os.urandom(4).hex()}")
+                os.rename(source, hop)
+                source = hop
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(source, target)
+        except (FileNotFoundError, NotADirectoryError, FileExistsError) as exc:
+            if source != self._path(src):  # left at the stopover: put it back where it was
+                with contextlib.suppress(OSError):
+                    os.rename(source, self._path(src))
+            log.info("cannot move %s to %s now (%s); planning again", src, dst, exc)
+            raise Stale() from exc
         batches.fsync_dir(target.parent)
 
     # -- handlers (one per Op)
