@@ -28,7 +28,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +108,7 @@ class LocalBlobStore:
 
     async def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._legacy = any(p.name.isdigit() and p.is_dir() for p in self.root.iterdir())
+        self._legacy = any(True for _ in self._legacy_owner_dirs())
         self._dir_fd = os.open(self.folder, os.O_RDONLY)
         self._db = fmt.open_index(self.folder / fmt.INDEX_NAME)
         await asyncio.to_thread(self._recover)
@@ -186,7 +186,13 @@ class LocalBlobStore:
 
     # ------------------------------------------------------------------ lookups
 
+    def _legacy_owner_dirs(self) -> Iterator[Path]:
+        return (p for p in self.root.iterdir() if p.name.isdigit() and p.is_dir())
+
     def _legacy_path(self, key: BlobKey) -> str:
+        """Where the layout before segments kept *key*; FileNotFoundError when there is none."""
+        if not self._legacy:
+            raise FileNotFoundError(f"no chunk files from before segments in {self.root}")
         h = key.hex
         return f"{self.root}/{key.owner_id}/{h[:2]}/{h[2:4]}/{h}"
 
@@ -202,8 +208,6 @@ class LocalBlobStore:
         loc = self._locate(key)
         if loc is not None:
             return loc.len
-        if not self._legacy:
-            return None
         try:
             return os.stat(self._legacy_path(key)).st_size
         except FileNotFoundError:
@@ -224,8 +228,6 @@ class LocalBlobStore:
         if self.db.execute("UPDATE chunks SET written_ms = ? WHERE owner = ? AND digest = ?",
                            (_now_ms(), *k)).rowcount:
             return True
-        if not self._legacy:
-            return False
         try:
             os.utime(self._legacy_path(key))
             return True
@@ -427,7 +429,10 @@ class LocalBlobStore:
             return False
         if self.db.execute("SELECT 1 FROM chunks WHERE owner = ? AND digest = ?", k).fetchone():
             return True
-        return self._legacy and os.path.exists(self._legacy_path(key))
+        try:
+            return os.path.exists(self._legacy_path(key))
+        except FileNotFoundError:
+            return False
 
     # ------------------------------------------------------------------ reads
 
@@ -448,8 +453,6 @@ class LocalBlobStore:
         located = self._open_located(key)
         if located is None:
             try:
-                if not self._legacy:
-                    raise FileNotFoundError
                 fd = os.open(self._legacy_path(key), os.O_RDONLY)
             except FileNotFoundError as exc:
                 raise SatchelError(ErrorCode.not_found, "chunk not found", hash=key.hex) from exc
@@ -485,11 +488,10 @@ class LocalBlobStore:
                               (*k, before)).fetchone()
         if row is not None:
             self._shrunk.add(row[0])
-        if self._legacy:
+        with contextlib.suppress(FileNotFoundError):
             legacy = self._legacy_path(key)
-            with contextlib.suppress(FileNotFoundError):
-                if os.stat(legacy).st_mtime * 1000 < before:
-                    os.unlink(legacy)
+            if os.stat(legacy).st_mtime * 1000 < before:
+                os.unlink(legacy)
         if self._shrunk and (self._compacting is None or self._compacting.done()):
             self._compacting = asyncio.get_running_loop().create_task(self._compact_later())
 
@@ -621,9 +623,7 @@ class LocalBlobStore:
                 if written < older_than_ms:
                     yield BlobKey(owner, bytes(digest))
         cutoff = older_than_ms / 1000
-        for owner_dir in self.root.iterdir():  # chunks stored before segments
-            if not owner_dir.name.isdigit():
-                continue
+        for owner_dir in self._legacy_owner_dirs() if self._legacy else ():  # chunks stored before segments
             owner = int(owner_dir.name)
             for path in owner_dir.glob("*/*/*"):
                 try:
