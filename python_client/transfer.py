@@ -169,6 +169,13 @@ class _Pool:
             await self._http.aclose()
 
 
+def _drop(task: asyncio.Future[Any] | None) -> None:
+    """Cancel a side task whose answer is no longer wanted, without an unretrieved-error warning."""
+    if task is not None:
+        task.cancel()  # a no-op once done
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
 class _Phases:
     """Where a transfer's time went, for the debug log: ``start 0.31 s, send 0.02 s, ...``."""
 
@@ -203,9 +210,7 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     try:
         refs = chunks if chunks is not None else await asyncio.to_thread(chunk_file_pipelined, path)
     except BaseException:
-        if asking is not None:
-            asking.cancel()
-            asking.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+        _drop(asking)
         raise
     head = await asking if asking is not None else None
     phases.mark("hash")
@@ -238,9 +243,7 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
             same = await _locate_in_parent(path, parent, [where[m["hash"]] for m in info["missing"]])
             phases.mark("locate in parent")
     finally:
-        if listing is not None and not listing.done():
-            listing.cancel()
-            listing.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+        _drop(listing)
     if same:
         info = await _send_patches(client, path, info, where, same, stats)
         phases.mark("patch")
@@ -250,10 +253,9 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     try:
         for attempt in range(RETRIES):
             try:
-                if info["missing"] and info.get("pack_url"):
-                    await _send_packs(client, pool.get(), fd, info, where, stats, advance)
-                elif info["missing"]:
-                    await _send_chunks(client, pool.get(), fd, info["missing"], where, stats, advance)
+                if info["missing"]:
+                    send = _send_packs if info.get("pack_url") else _send_chunks
+                    await send(client, pool.get(), fd, info, where, stats, advance)
                 phases.mark("send")
                 done = await client.commit_upload(info["upload_id"])
                 phases.mark("commit")
@@ -438,7 +440,7 @@ async def _deliver(put: Callable[[], Awaitable[tuple[int, bytes]]], chunks: int,
             await _backoff(attempt)
 
 
-async def _send_chunks(client: SatchelClient, pool: ChunkHttp, fd: int, missing: list[dict[str, Any]],
+async def _send_chunks(client: SatchelClient, pool: ChunkHttp, fd: int, info: dict[str, Any],
                        where: dict[str, tuple[int, int]], stats: TransferStats,
                        advance: Progress | None) -> None:
     """One PUT per missing chunk, to its own signed URL (object stores)."""
@@ -449,7 +451,7 @@ async def _send_chunks(client: SatchelClient, pool: ChunkHttp, fd: int, missing:
             raise SatchelError(ErrorCode.conflict, "the file changed while it was being uploaded")
         await _deliver(lambda: pool.put(m["url"], data, m["headers"]), 1, size, stats, advance)
 
-    await _pool(client.parallel, missing, send)
+    await _pool(client.parallel, info["missing"], send)
 
 
 PACK_BYTES = 8 * 1024 * 1024  # a pack request carries about this much (fewer requests, bounded memory)
@@ -560,19 +562,11 @@ def _reuse_known(fd: int, chunks: list[dict[str, Any]], target: Path, base: list
     where = {c["hash"]: c for c in base}
     needed = [c for c in chunks if c["hash"] not in where or where[c["hash"]]["size"] != c["size"]]
     local = [c for c in chunks if c["hash"] in where and where[c["hash"]]["size"] == c["size"]]
-    with open(target, "rb", buffering=0) as src:
-        def copy(part: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            missed = []
-            for c in part:
-                data = os.pread(src.fileno(), c["size"], where[c["hash"]]["offset"])
-                if hash_bytes(data).hex() == c["hash"]:
-                    os.pwrite(fd, data, c["offset"])
-                else:
-                    missed.append(c)
-            return missed
 
-        missed = _on_threads(copy, local)
-    stats.bytes_reused += sum(c["size"] for c in local) - sum(c["size"] for c in missed)
+    def copy(src: int, part: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [c for c in part if not _copy_if_same(src, fd, c, where[c["hash"]]["offset"])]
+
+    missed = _copy_from(target, local, copy, stats)
     return sorted(needed + missed, key=lambda c: c["offset"])
 
 
@@ -584,28 +578,19 @@ def _reuse_shifted(fd: int, chunks: list[dict[str, Any]], target: Path, shifts: 
     it). Each guess is read, hashed and written only if it matches, in one pass on two threads,
     without cutting the old file; the last shift that matched is tried first. Returns the
     chunks not found."""
-    old_size = os.stat(target).st_size
-    with open(target, "rb", buffering=0) as src:
-        def copy(part: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            order, missed = list(shifts), []
-            for c in part:
-                for shift in order:
-                    at = c["offset"] - shift
-                    if at < 0 or at + c["size"] > old_size:
-                        continue
-                    data = os.pread(src.fileno(), c["size"], at)
-                    if hash_bytes(data).hex() == c["hash"]:
-                        os.pwrite(fd, data, c["offset"])
-                        order.remove(shift)
-                        order.insert(0, shift)
-                        break
-                else:
-                    missed.append(c)
-            return missed
+    def copy(src: int, part: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        order, missed = list(shifts), []  # per thread
+        for c in part:
+            for shift in order:
+                if c["offset"] - shift >= 0 and _copy_if_same(src, fd, c, c["offset"] - shift):
+                    order.remove(shift)
+                    order.insert(0, shift)
+                    break
+            else:
+                missed.append(c)
+        return missed
 
-        missed = _on_threads(copy, chunks)
-    stats.bytes_reused += sum(c["size"] for c in chunks) - sum(c["size"] for c in missed)
-    return missed
+    return _copy_from(target, chunks, copy, stats)
 
 
 REUSE_THREADS = 2  # BLAKE3 and pread/pwrite release the GIL: two cores
@@ -627,13 +612,28 @@ async def _to_thread_to_the_end(fn: Callable[..., T], *args: Any) -> T:
         raise
 
 
-def _on_threads(copy: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], chunks: list[dict[str, Any]]
-                ) -> list[dict[str, Any]]:
-    """Run *copy* on REUSE_THREADS contiguous slices of *chunks* at once; the chunks it missed, in order."""
+def _copy_if_same(src: int, fd: int, c: dict[str, Any], at: int) -> bool:
+    """Copy chunk *c* from offset *at* of *src* to its place in *fd* if the bytes there are it."""
+    data = os.pread(src, c["size"], at)
+    if len(data) != c["size"] or hash_bytes(data).hex() != c["hash"]:
+        return False
+    os.pwrite(fd, data, c["offset"])
+    return True
+
+
+def _copy_from(target: Path, chunks: list[dict[str, Any]],
+               copy: Callable[[int, list[dict[str, Any]]], list[dict[str, Any]]], stats: TransferStats
+               ) -> list[dict[str, Any]]:
+    """Run *copy* (old file's descriptor, chunks -> the chunks it missed) on REUSE_THREADS
+    contiguous slices of *chunks* at once; count what it copied; the chunks missed, in order."""
     step = max(1, len(chunks) // REUSE_THREADS + 1)
-    with ThreadPoolExecutor(REUSE_THREADS, thread_name_prefix="satchel-reuse") as pool:
-        return [c for found in pool.map(copy, [chunks[i:i + step] for i in range(0, len(chunks), step)])
-                for c in found]
+    with open(target, "rb", buffering=0) as src, \
+            ThreadPoolExecutor(REUSE_THREADS, thread_name_prefix="satchel-reuse") as pool:
+        missed = [c for found in pool.map(lambda part: copy(src.fileno(), part),
+                                          [chunks[i:i + step] for i in range(0, len(chunks), step)])
+                  for c in found]
+    stats.bytes_reused += sum(c["size"] for c in chunks) - sum(c["size"] for c in missed)
+    return missed
 
 
 def _runs(needed: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
