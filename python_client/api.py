@@ -14,12 +14,15 @@ import functools
 import os
 import ssl
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from server.core.errors import ErrorCode, SatchelError
+
+if TYPE_CHECKING:
+    from python_client.chunk_cache import ChunkCache
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 # Requests whose work grows with the file: a commit verifies every new chunk (on an object store,
@@ -49,10 +52,13 @@ def _tls_context() -> ssl.SSLContext:
 
 class SatchelClient:
     def __init__(self, server: str, token: str | None = None, *, http: httpx.AsyncClient | None = None,
-                 parallel: int = 8) -> None:
+                 parallel: int = 8, chunk_cache: ChunkCache | None = None) -> None:
+        """*chunk_cache*: where this device remembers the chunk lists of files it uploaded or
+        downloaded, so an unchanged file is not hashed again (the CLI keeps one per config dir)."""
         self.server = server.rstrip("/")
         self.token = token
         self.parallel = parallel
+        self.chunk_cache = chunk_cache
         limits = httpx.Limits(max_connections=parallel * 2, max_keepalive_connections=parallel * 2)
         self.http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=limits, verify=_tls_context())
 

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from python_client.api import SatchelClient
+from python_client.chunk_cache import ChunkCache
 from python_client.profile import Profile, config_dir
 from python_client.progress import TransferBar
 from server.core import paths
@@ -50,10 +51,11 @@ def _read_password(args: argparse.Namespace, confirm: bool = False) -> str:
 
 
 def _client(args: argparse.Namespace) -> tuple[SatchelClient, Profile]:
-    profile = Profile.load(config_dir(args.config_dir))
+    directory = config_dir(args.config_dir)
+    profile = Profile.load(directory)
     if profile is None:
         raise CliError("not logged in: run `satchel login URL NAME` first", EXIT_AUTH)
-    return SatchelClient(profile.server, profile.token), profile
+    return SatchelClient(profile.server, profile.token, chunk_cache=ChunkCache(directory)), profile
 
 
 def _remote(path: str) -> str:

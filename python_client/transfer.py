@@ -33,6 +33,7 @@ import httpx
 import msgpack
 
 from python_client.api import SLOW_TIMEOUT, SatchelClient, raise_for_error
+from python_client.chunk_cache import unchanged
 from server.core import chunking, pack
 from server.core.chunking import ChunkRef, hash_bytes, new_hasher
 from server.core.errors import ErrorCode, SatchelError
@@ -204,7 +205,11 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     stats = stats or TransferStats()
     phases = _Phases()
     path = Path(local)
+    read_at = time.time_ns()
     before = path.stat()
+    cache = client.chunk_cache if chunks is None else None
+    if cache is not None:
+        chunks = cache.get(before)  # unchanged since this device last chunked it: no reading
     # The head is asked for while the file is hashed: the answer is needed only after.
     asking = asyncio.ensure_future(client.stat_or_none(remote)) if parent_rev == "auto" else None
     try:
@@ -213,11 +218,14 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         _drop(asking)
         raise
     head = await asking if asking is not None else None
-    phases.mark("hash")
+    phases.mark("hash" if chunks is None else "cached chunk list")
     if sum(r.size for r in refs) != before.st_size:
         raise SatchelError(ErrorCode.conflict, f"{path} changed since it was chunked; try again")
-    if path.stat().st_mtime_ns != before.st_mtime_ns or path.stat().st_size != before.st_size:
+    after = path.stat()
+    if (after.st_mtime_ns, after.st_size) != (before.st_mtime_ns, before.st_size):
         raise SatchelError(ErrorCode.conflict, f"{path} changed while it was being read; try again")
+    if cache is not None and chunks is None and unchanged(before, after):
+        cache.put(before, read_at, refs)
     stats.chunks_total = len(refs)
     where = {r.digest.hex(): (r.offset, r.size) for r in refs}
     if asking is not None:
@@ -864,6 +872,9 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
             await _fetch_chunks(client, pool.get(), out, meta["id"], listing["rev"], needed, stats, advance)
         await out.settle()
         phases.mark("fetch")
+        if meta.get("mtime"):  # set before the rename: the file never shows with the download's time
+            os.utime(fd, ns=(_mtime_ns(meta["mtime"]),) * 2)
+        written = os.fstat(fd)
         await asyncio.to_thread(os.fsync, fd)
         phases.mark("fsync")
     finally:
@@ -881,12 +892,20 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
         dfd = os.open(target.parent, os.O_RDONLY)
         os.fsync(dfd)
         os.close(dfd)
-    if meta.get("mtime"):
-        from datetime import datetime
-
-        ts = datetime.fromisoformat(meta["mtime"].replace("Z", "+00:00")).timestamp()
-        os.utime(target, (ts, ts))
+    pairs = [(bytes.fromhex(c["hash"]), int(c["size"])) for c in chunks]
+    if client.chunk_cache is not None:
+        # Still what this download wrote (no write since: that would have set a new mtime)?
+        read_at, now = time.time_ns(), os.stat(target)
+        if (now.st_ino, now.st_size, now.st_mtime_ns) == (written.st_ino, written.st_size, written.st_mtime_ns):
+            client.chunk_cache.put(now, read_at, pairs)
     phases.mark("replace")
     log.debug("download %s: %s", remote, phases)
-    return meta | {"local_path": str(target), "rev": listing["rev"],
-                   "chunks": [(bytes.fromhex(c["hash"]), int(c["size"])) for c in chunks]}
+    return meta | {"local_path": str(target), "rev": listing["rev"], "chunks": pairs}
+
+
+def _mtime_ns(iso: str) -> int:
+    """An entry's ``mtime`` (ISO 8601, UTC) in nanoseconds since the epoch."""
+    from datetime import datetime
+
+    when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000

@@ -239,9 +239,10 @@ async def test_the_watcher_tells_the_scanner_which_writers_are_done(tmp_path: Pa
     import asyncio
     import os
 
+    from python_client.chunk_cache import RACY_NS
     from python_client.sync.ignore import Ignore
     from python_client.sync.scanner import scan
-    from python_client.sync.watcher import RACY_NS, Watcher
+    from python_client.sync.watcher import Watcher
 
     root = tmp_path / "root"
     root.mkdir()

@@ -181,6 +181,42 @@ async def test_interrupted_download_resumes_and_reuses_local_chunks(alice, tmp_p
     assert stats.bytes_received < 600_000, stats
 
 
+async def test_an_unchanged_file_is_not_hashed_again_and_a_changed_one_always_is(alice, tmp_path, monkeypatch):
+    from python_client import transfer
+    from python_client.chunk_cache import ChunkCache
+
+    def no_reading(*args, **kw):
+        raise AssertionError("hashed a file whose chunk list the device knows")
+
+    alice.client.chunk_cache = ChunkCache(tmp_path / "conf")
+    src = random_file(tmp_path / "c.bin", 3_000_000)
+    past = time.time() - 60
+    os.utime(src, (past, past))
+    await alice.client.upload(src, "/c.bin")
+    with monkeypatch.context() as m:
+        m.setattr(transfer, "chunk_file_pipelined", no_reading)
+        again = TransferStats()
+        entry = await alice.client.upload(src, "/c.bin", stats=again)
+        assert again.bytes_sent == 0 and entry["size"] == 3_000_000
+    # One byte changed in place, the mtime put back: the ctime gives it away, and the new bytes go up.
+    with open(src, "r+b") as f:
+        f.seek(1_500_000)
+        byte = f.read(1)
+        f.seek(1_500_000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(src, (past, past))
+    edit = TransferStats()
+    await alice.client.upload(src, "/c.bin", stats=edit)
+    assert 0 < edit.bytes_sent < 1_000_000
+    await alice.client.download("/c.bin", tmp_path / "got.bin")
+    assert sha(tmp_path / "got.bin") == sha(src)
+    # A file this device just downloaded is known too.
+    with monkeypatch.context() as m:
+        m.setattr(transfer, "chunk_file_pipelined", no_reading)
+        entry = await alice.client.upload(tmp_path / "got.bin", "/copy.bin")
+        assert entry["content_hash"] == (await alice.client.stat("/c.bin"))["content_hash"]
+
+
 async def test_two_cli_devices_round_trip(server, tmp_path, device_factory, make_user):
     user = await make_user()
     laptop, desktop = device_factory("laptop"), device_factory("desktop")

@@ -17,6 +17,7 @@ from typing import Any
 
 from python_client.sync.model import LocalNode, RemoteNode, SyncedNode
 from python_client.sync.planner import move_prefix
+from server.core.chunking import pack_chunk_list, unpack_chunk_list
 from server.core.paths import descendant_range
 
 SCHEMA = """
@@ -30,7 +31,6 @@ CREATE TABLE IF NOT EXISTS blocked (path TEXT PRIMARY KEY, code TEXT NOT NULL, m
 CREATE TABLE IF NOT EXISTS chunk_lists (content_hash TEXT PRIMARY KEY, chunks BLOB NOT NULL);
 """
 CHUNK_LIST_MIN = 16  # files of at least this many chunks keep their list (see ``put_chunks``)
-_ENTRY = 36  # digest (32 bytes) + size (u32 big-endian)
 BLOCK_FIRST, BLOCK_MAX = 60.0, 3600.0  # retry a blocked path after 1 min, doubling up to 1 h
 
 
@@ -164,16 +164,14 @@ class State:
             return
         self.db.execute("DELETE FROM chunk_lists WHERE content_hash NOT IN "
                         "(SELECT content_hash FROM synced WHERE content_hash IS NOT NULL)")
-        blob = b"".join(d + n.to_bytes(4, "big") for d, n in chunks)
-        self.db.execute("INSERT OR REPLACE INTO chunk_lists VALUES (?, ?)", (content_hash, blob))
+        self.db.execute("INSERT OR REPLACE INTO chunk_lists VALUES (?, ?)", (content_hash, pack_chunk_list(chunks)))
 
     def chunks_of(self, content_hash: str | None) -> list[tuple[bytes, int]] | None:
         row = self.db.execute("SELECT chunks FROM chunk_lists WHERE content_hash = ?",
                               (content_hash,)).fetchone() if content_hash else None
         if row is None:
             return None
-        blob = bytes(row[0])
-        return [(blob[i:i + 32], int.from_bytes(blob[i + 32:i + _ENTRY], "big")) for i in range(0, len(blob), _ENTRY)]
+        return unpack_chunk_list(row[0])
 
     # -- blocked paths
     def block(self, path: str, code: str, message: str, ln: LocalNode | None) -> Blocked:

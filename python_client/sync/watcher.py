@@ -9,7 +9,7 @@ recently modified file to settle (``finished_since``): a close after writing (in
 IN_CLOSE_WRITE), or a file that arrived inside a folder moved in from elsewhere (watchdog's
 synthetic "created" events for its contents: written before the move). The file's identity,
 size and mtime are read at the event; the scanner trusts it only while they are unchanged, and
-only once the mtime is older than a file-system timestamp tick (``RACY_NS``), so a write after the
+only once the mtime is older than a file-system timestamp tick (``past_a_tick``), so a write after the
 scan always changes the mtime the sync state remembers (git's "racily clean" rule).
 """
 
@@ -24,9 +24,10 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from python_client.chunk_cache import past_a_tick
+
 log = logging.getLogger(__name__)
 FINISHED_KEPT = 100_000
-RACY_NS = 20_000_000  # coarse file-system timestamps tick every 1-10 ms (a jiffy) on older kernels
 
 
 class _Handler(FileSystemEventHandler):
@@ -69,7 +70,7 @@ class Watcher:
     def finished_since(self, path: str, st: os.stat_result) -> bool:
         """Is *path* (absolute, now *st*) as its writer left it, and past a timestamp tick?"""
         return self._finished.get(path) == (st.st_ino, st.st_size, st.st_mtime_ns) \
-            and time.time_ns() - st.st_mtime_ns >= RACY_NS
+            and past_a_tick(st.st_mtime_ns, time.time_ns())
 
     def ring(self) -> None:  # from the observer's thread
         self.last = time.monotonic()

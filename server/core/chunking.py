@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -47,6 +48,20 @@ def hash_bytes(data: bytes | memoryview) -> bytes:
 
 def new_hasher() -> blake3.blake3:
     return blake3.blake3()
+
+
+_LIST_ENTRY = struct.Struct(f">{HASH_BYTES}sI")  # digest, size (u32 big-endian)
+
+
+def pack_chunk_list(chunks: Iterable[tuple[bytes, int]]) -> bytes:
+    """A chunk list as 36 bytes per chunk (digest, size): chunk packs' table of contents and the
+    clients' stored lists."""
+    return b"".join(_LIST_ENTRY.pack(d, n) for d, n in chunks)
+
+
+def unpack_chunk_list(blob: bytes | memoryview) -> list[tuple[bytes, int]]:
+    """The inverse of ``pack_chunk_list`` (struct.error when *blob* is not whole entries)."""
+    return [(bytes(d), n) for d, n in _LIST_ENTRY.iter_unpack(blob)]
 
 
 def content_hash(digests: Iterable[bytes]) -> str:

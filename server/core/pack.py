@@ -15,21 +15,20 @@ from __future__ import annotations
 import struct
 from collections.abc import AsyncIterator, Sequence
 
-from server.core.chunking import MAX_CHUNK_SIZE
+from server.core.chunking import HASH_BYTES, MAX_CHUNK_SIZE, pack_chunk_list, unpack_chunk_list
 from server.core.errors import ErrorCode, SatchelError
 
-DIGEST_SIZE = 32
 MAX_PACK_CHUNKS = 4096
 MEDIA_TYPE = "application/vnd.satchel.pack"
 _COUNT = struct.Struct(">I")
-_ENTRY = struct.Struct(f">{DIGEST_SIZE}sI")
+_ENTRY_SIZE = HASH_BYTES + 4
 
 
 def pack_header(chunks: Sequence[tuple[bytes, int]]) -> bytes:
     """The table of contents for *chunks* (digest, size), in the order their bytes follow."""
     if not 0 < len(chunks) <= MAX_PACK_CHUNKS:
         raise ValueError(f"a pack holds 1 to {MAX_PACK_CHUNKS} chunks")
-    return _COUNT.pack(len(chunks)) + b"".join(_ENTRY.pack(d, n) for d, n in chunks)
+    return _COUNT.pack(len(chunks)) + pack_chunk_list(chunks)
 
 
 def _malformed(message: str) -> SatchelError:
@@ -66,8 +65,8 @@ class PackReader:
         (count,) = _COUNT.unpack(await self._take(_COUNT.size, "chunk count"))
         if not 0 < count <= MAX_PACK_CHUNKS:
             raise _malformed(f"it must hold 1 to {MAX_PACK_CHUNKS} chunks, not {count}")
-        raw = await self._take(count * _ENTRY.size, "table of contents")
-        entries = [(bytes(d), n) for d, n in _ENTRY.iter_unpack(raw)]
+        raw = await self._take(count * _ENTRY_SIZE, "table of contents")
+        entries = unpack_chunk_list(raw)
         for digest, size in entries:
             if not 0 < size <= MAX_CHUNK_SIZE:
                 raise _malformed(f"chunk {digest.hex()} has size {size} (1 to {MAX_CHUNK_SIZE})")
