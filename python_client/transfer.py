@@ -197,7 +197,8 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
                       parent_rev: int | str | None = "auto", progress: Callable[[int, int], Progress] | None = None,
                       stats: TransferStats | None = None, chunks: list[ChunkRef] | None = None,
                       parent_chunks: list[tuple[bytes, int]] | None = None) -> dict[str, Any]:
-    """Upload *local* to *remote*. ``parent_rev="auto"`` overwrites the current head (if any);
+    """Upload *local* to *remote*. ``parent_rev="auto"`` overwrites the current head (if any),
+    or returns it untouched when it already has this content and mtime (no new revision);
     an int or None is sent as is and a stale one is a ``conflict``. *chunks*: the file's chunk
     list when the caller just computed it (a sync client's scan), so the file is not read twice.
     *parent_chunks*: the parent revision's chunk list (digest, size) when the caller keeps it;
@@ -231,6 +232,9 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     if asking is not None:
         if head is not None and head["kind"] != "file":
             raise SatchelError(ErrorCode.is_a_directory, f"{remote} is a folder", path=remote)
+        if head is not None and _same_as_head(head, before, refs):
+            log.debug("upload %s: the head has this content and mtime already (%s)", remote, phases)
+            return head
         parent_rev = head["rev"] if head else None
     body = {
         "path": remote, "size": before.st_size, "parent_rev": parent_rev,
@@ -285,6 +289,13 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     finally:
         os.close(fd)
         await pool.aclose()
+
+
+def _same_as_head(head: dict[str, Any], st: os.stat_result, refs: list[ChunkRef]) -> bool:
+    """Would this upload make a revision identical to the head (content and mtime, to the ms)?"""
+    return head.get("size") == st.st_size and bool(head.get("mtime")) \
+        and _mtime_ns(head["mtime"]) // 1_000_000 == st.st_mtime_ns // 1_000_000 \
+        and head.get("content_hash") == chunking.content_hash(r.digest for r in refs)
 
 
 PATCH_MAX_LITERAL = 0.75  # a missing chunk mostly made of new bytes is sent as it is

@@ -59,9 +59,14 @@ async def test_same_content_again_sends_no_chunk(alice, tmp_path):
     again = TransferStats()
     await alice.client.upload(src, "/two.bin", stats=again)  # another path, same bytes
     assert again.bytes_sent == 0 and again.chunks_sent == 0
+    head = await alice.client.stat("/one.bin")
     same = TransferStats()
-    await alice.client.upload(src, "/one.bin", stats=same)  # same path: a new revision, zero bytes
-    assert same.bytes_sent == 0
+    entry = await alice.client.upload(src, "/one.bin", stats=same)  # same path, content and mtime: nothing to do
+    assert same.bytes_sent == 0 and entry["rev"] == head["rev"]
+    os.utime(src, (time.time() - 3600, time.time() - 3600))
+    touched = TransferStats()
+    entry = await alice.client.upload(src, "/one.bin", stats=touched)  # a new mtime: a new revision, zero bytes
+    assert touched.bytes_sent == 0 and entry["rev"] != head["rev"] and entry["content_hash"] == head["content_hash"]
 
 
 async def test_interrupted_upload_resumes_with_only_missing_chunks(alice, tmp_path):
