@@ -830,6 +830,9 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     *base*: (file id, revision) the target's bytes are known to be (a sync client's synced state):
     its chunk list locates reusable bytes without hashing the old file (see ``_reuse_known``);
     *base_chunks*: that list (digest, size) when the caller keeps it, saving the request.
+    With a chunk cache (``SatchelClient(chunk_cache=...)``) and no *base*, an unchanged target
+    this device put or got before is its own base: a target that already holds the revision is
+    left as it is, and an older one gives its chunks without being hashed.
     The result carries the new revision's chunk list as ``chunks`` ((digest, size) pairs)."""
     stats = stats or TransferStats()
     phases = _Phases()
@@ -839,8 +842,16 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     target = Path(local)
     if target.is_dir():
         target = target / meta["name"]
+    part = target.with_name(target.name + PART_SUFFIX)
+    part_existed = part.exists()
+    usable = target.is_file() and not part_existed
+    if base is None and usable and client.chunk_cache is not None:
+        # The old copy's chunk list, if this device put or got it and it is unchanged since.
+        known_refs = client.chunk_cache.get(target.stat())
+        if known_refs is not None:
+            base_chunks = [(r.digest, r.size) for r in known_refs]
+    usable = usable and (base is not None or base_chunks is not None)
     # The base revision's list is asked for at the same time as the new one's.
-    usable = base is not None and target.is_file() and not target.with_name(target.name + PART_SUFFIX).exists()
     known_list = asyncio.ensure_future(_base_list(client, base)) \
         if usable and base is not None and base_chunks is None else None
     try:
@@ -852,8 +863,11 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     chunks = listing["chunks"]
     stats.chunks_total = len(chunks)
     phases.mark("list")
-    part = target.with_name(target.name + PART_SUFFIX)
-    part_existed = part.exists()
+    pairs = [(bytes.fromhex(c["hash"]), int(c["size"])) for c in chunks]
+    if usable and base_chunks == pairs and replace_if is None:
+        stats.bytes_reused = listing["size"]
+        log.debug("download %s: %s holds this revision already", remote, target)
+        return meta | {"local_path": str(target), "rev": listing["rev"], "chunks": pairs}
     fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
     pool = _Pool(client.parallel)
     out = _PartFile(fd)
@@ -903,7 +917,6 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
         dfd = os.open(target.parent, os.O_RDONLY)
         os.fsync(dfd)
         os.close(dfd)
-    pairs = [(bytes.fromhex(c["hash"]), int(c["size"])) for c in chunks]
     if client.chunk_cache is not None:
         # Still what this download wrote (no write since: that would have set a new mtime)?
         read_at, now = time.time_ns(), os.stat(target)

@@ -215,11 +215,25 @@ async def test_an_unchanged_file_is_not_hashed_again_and_a_changed_one_always_is
     assert 0 < edit.bytes_sent < 1_000_000
     await alice.client.download("/c.bin", tmp_path / "got.bin")
     assert sha(tmp_path / "got.bin") == sha(src)
-    # A file this device just downloaded is known too.
+    # A file this device just downloaded is known too: putting it reads nothing, getting it
+    # again changes nothing, and getting a newer revision over it fetches only the new chunks.
+    got = tmp_path / "got.bin"
+    before = got.stat()
     with monkeypatch.context() as m:
         m.setattr(transfer, "chunk_file_pipelined", no_reading)
-        entry = await alice.client.upload(tmp_path / "got.bin", "/copy.bin")
+        entry = await alice.client.upload(got, "/copy.bin")
         assert entry["content_hash"] == (await alice.client.stat("/c.bin"))["content_hash"]
+        same = TransferStats()
+        await alice.client.download("/c.bin", got, stats=same)
+        assert same.bytes_received == 0 and got.stat().st_ino == before.st_ino
+        with open(src, "r+b") as f:
+            f.seek(100_000)
+            f.write(b"another edit")
+        await alice.client.upload(src, "/c.bin", chunks=list(chunk_file(src)))
+        newer = TransferStats()
+        await alice.client.download("/c.bin", got, stats=newer)
+        assert 0 < newer.bytes_received < 1_000_000 and newer.bytes_reused > 2_000_000
+    assert sha(got) == sha(src)
 
 
 async def test_two_cli_devices_round_trip(server, tmp_path, device_factory, make_user):
