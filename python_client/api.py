@@ -71,6 +71,8 @@ class SatchelClient:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        if self.chunk_cache is not None:
+            self.chunk_cache.close()
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}

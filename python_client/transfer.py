@@ -207,10 +207,11 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     phases = _Phases()
     path = Path(local)
     read_at = time.time_ns()
-    before = path.stat()
+    before = opened_stat(path)
     cache = client.chunk_cache if chunks is None else None
     if cache is not None:
-        chunks = cache.get(before)  # unchanged since this device last chunked it: no reading
+        chunks = cache.get(path, before)  # unchanged since this device last chunked it: no reading
+    remembered = cache is not None and chunks is not None
     # The head is asked for while the file is hashed: the answer is needed only after.
     asking = asyncio.ensure_future(client.stat_or_none(remote)) if parent_rev == "auto" else None
     try:
@@ -222,11 +223,11 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     phases.mark("hash" if chunks is None else "cached chunk list")
     if sum(r.size for r in refs) != before.st_size:
         raise SatchelError(ErrorCode.conflict, f"{path} changed since it was chunked; try again")
-    after = path.stat()
+    after = opened_stat(path)
     if (after.st_mtime_ns, after.st_size) != (before.st_mtime_ns, before.st_size):
         raise SatchelError(ErrorCode.conflict, f"{path} changed while it was being read; try again")
     if cache is not None and chunks is None and unchanged(before, after):
-        cache.put(before, read_at, refs)
+        cache.put(path, before, read_at, refs)
     stats.chunks_total = len(refs)
     where = {r.digest.hex(): (r.offset, r.size) for r in refs}
     if asking is not None:
@@ -276,6 +277,11 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
             except UrlExpired:
                 pass
             except SatchelError as exc:
+                if remembered and exc.code in (ErrorCode.hash_mismatch, ErrorCode.size_mismatch):
+                    assert cache is not None
+                    cache.forget(path)  # the bytes are not what the remembered list says
+                    raise SatchelError(ErrorCode.conflict, f"{path} is not what this device remembered of it; "
+                                       "try again") from exc
                 # hash/size mismatch at commit: a staged copy was damaged (e.g. a killed earlier run
                 # left a partial object); the server dropped it, and our bytes are hashed: send again.
                 # unavailable: the chunk store or database blipped; nothing was committed, staged
@@ -847,7 +853,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     usable = target.is_file() and not part_existed
     if base is None and usable and client.chunk_cache is not None:
         # The old copy's chunk list, if this device put or got it and it is unchanged since.
-        known_refs = client.chunk_cache.get(target.stat())
+        known_refs = client.chunk_cache.get(target, opened_stat(target))
         if known_refs is not None:
             base_chunks = [(r.digest, r.size) for r in known_refs]
     usable = usable and (base is not None or base_chunks is not None)
@@ -898,7 +904,10 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
         await out.settle()
         phases.mark("fetch")
         if meta.get("mtime"):  # set before the rename: the file never shows with the download's time
-            os.utime(fd, ns=(_mtime_ns(meta["mtime"]),) * 2)
+            try:
+                os.utime(fd, ns=(_mtime_ns(meta["mtime"]),) * 2)
+            except OSError as exc:  # e.g. a mount that does not let us set times: keep the bytes
+                log.warning("cannot set the modification time of %s: %s", target, exc)
         written = os.fstat(fd)
         await asyncio.to_thread(os.fsync, fd)
         phases.mark("fsync")
@@ -919,17 +928,29 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
         os.close(dfd)
     if client.chunk_cache is not None:
         # Still what this download wrote (no write since: that would have set a new mtime)?
-        read_at, now = time.time_ns(), os.stat(target)
-        if (now.st_ino, now.st_size, now.st_mtime_ns) == (written.st_ino, written.st_size, written.st_mtime_ns):
-            client.chunk_cache.put(now, read_at, pairs)
+        read_at = time.time_ns()
+        with contextlib.suppress(OSError):
+            now = opened_stat(target)
+            if (now.st_ino, now.st_size, now.st_mtime_ns) == (written.st_ino, written.st_size, written.st_mtime_ns):
+                client.chunk_cache.put(target, now, read_at, pairs, wrote_it=True)
     phases.mark("replace")
     log.debug("download %s: %s", remote, phases)
     return meta | {"local_path": str(target), "rev": listing["rev"], "chunks": pairs}
 
 
 def _mtime_ns(iso: str) -> int:
-    """An entry's ``mtime`` (ISO 8601, UTC) in nanoseconds since the epoch."""
-    from datetime import datetime
+    """An entry's ``mtime`` (ISO 8601, UTC) in nanoseconds since the epoch (exact, before 1970 too)."""
+    from datetime import UTC, datetime, timedelta
 
     when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
+    return (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+
+
+def opened_stat(path: Path) -> os.stat_result:
+    """*path*'s stat through an open descriptor: on NFS, an open revalidates the attributes that a
+    plain stat may take from a cache of several seconds."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)

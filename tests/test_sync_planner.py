@@ -297,19 +297,20 @@ def test_upload_batches_fill_a_frame_but_never_overflow_it() -> None:
     import os
     import random
 
+    from python_client import batching
     from python_client.sync import batches
     from server.ws.protocol import MAX_FRAME, Frame, MsgType, encode
 
     rng = random.Random(5)
     actions = []
     for i in range(1500):
-        size = rng.choice([0, 1, 4096, 60_000, batches.SMALL_MAX])
+        size = rng.choice([0, 1, 4096, 60_000, batching.SMALL_MAX])
         name = "/" + "d" * rng.choice([1, 200]) + f"/f{i}" + rng.choice([".txt", ".docx", ".bin", ""])
         actions.append(Action(Op.upload, name, rev=10**12, local=LocalNode(FILE, size, 2**62, 1)))
     groups = batches.groups(actions)
     assert sum(len(g) for g in groups) == len(actions)
     for group in groups:
-        items = [batches.commit_body(a.path, a.rev, os.urandom(a.local.size) if a.local else b"", 2**62)
+        items = [batching.commit_body(a.path, a.rev, os.urandom(a.local.size) if a.local else b"", 2**62)
                  for a in group]
         frame = encode(Frame(MsgType.commit_batch, 2**31, {"items": items}))
         assert len(frame) <= MAX_FRAME, f"{len(group)} files make a {len(frame)}-byte frame"

@@ -187,16 +187,24 @@ async def test_interrupted_download_resumes_and_reuses_local_chunks(alice, tmp_p
 
 
 async def test_an_unchanged_file_is_not_hashed_again_and_a_changed_one_always_is(alice, tmp_path, monkeypatch):
-    from python_client import transfer
-    from python_client.chunk_cache import ChunkCache
+    from python_client import chunk_cache, transfer
+    from python_client.chunk_cache import RACY_NS, ChunkCache
 
     def no_reading(*args, **kw):
         raise AssertionError("hashed a file whose chunk list the device knows")
 
     alice.client.chunk_cache = ChunkCache(tmp_path / "conf")
+    fresh = random_file(tmp_path / "fresh.bin", 100_000)
+    with monkeypatch.context() as m:
+        m.setattr(chunk_cache, "RACY_NS", 3600 * 10**9)  # a tick of an hour: every file is fresh
+        await alice.client.upload(fresh, "/fresh.bin")  # read within a tick of its last write
+        m.setattr(transfer, "chunk_file_pipelined", no_reading)
+        with pytest.raises(AssertionError, match="hashed"):
+            await alice.client.upload(fresh, "/fresh.bin")  # so not remembered: hashed again
     src = random_file(tmp_path / "c.bin", 3_000_000)
     past = time.time() - 60
     os.utime(src, (past, past))
+    time.sleep(RACY_NS / 1e9)  # its ctime (the utime) a timestamp tick old: else never remembered
     await alice.client.upload(src, "/c.bin")
     with monkeypatch.context() as m:
         m.setattr(transfer, "chunk_file_pipelined", no_reading)
@@ -221,6 +229,7 @@ async def test_an_unchanged_file_is_not_hashed_again_and_a_changed_one_always_is
     before = got.stat()
     with monkeypatch.context() as m:
         m.setattr(transfer, "chunk_file_pipelined", no_reading)
+        time.sleep(RACY_NS / 1e9)
         entry = await alice.client.upload(got, "/copy.bin")
         assert entry["content_hash"] == (await alice.client.stat("/c.bin"))["content_hash"]
         same = TransferStats()

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from python_client.batching import commit_body
 from python_client.live import LiveSession
-from python_client.sync.batches import commit_body
 from server.core.errors import ErrorCode, SatchelError
 from server.services.batch import FETCH_BYTES, FETCH_FILE_MAX, MAX_ITEMS
 from server.ws.protocol import MsgType

@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import mimetypes
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from python_client.batching import (
+    COMMIT_BATCH_BYTES,
+    FETCH_BATCH_BYTES,
+    SMALL_MAX,
+    commit_body,
+    commit_cost,
+    fill,
+)
 from python_client.live import LiveSession, error_of
 from python_client.sync.model import FILE, Action, Op, Stale, SyncedNode
 from python_client.sync.scanner import local_path
@@ -31,14 +38,6 @@ from server.core.errors import ErrorCode, SatchelError
 
 log = logging.getLogger(__name__)
 
-SMALL_MAX = 192 * 1024  # files up to this size go inline over the WebSocket (commit or batch)
-# An upload batch fills most of a frame (1 MiB): each one is a transaction and an fsync on the
-# server, so fewer, fuller ones sync many small files sooner. Each item costs its bytes plus its
-# fields. A fetch asks for what one reply carries (the server's FETCH_BYTES, 640 KiB).
-COMMIT_BATCH_BYTES = 1024 * 1024 - 64 * 1024
-FETCH_BATCH_BYTES = 512 * 1024
-ITEM_FIELDS = 160  # bytes of an item's msgpack besides its data and path (generous)
-BATCH_ITEMS = 500  # files per batch (the server takes up to 1,000)
 Result = tuple[Action, Exception | None]
 
 
@@ -58,17 +57,9 @@ def is_small(a: Action) -> bool:
 def groups(actions: list[Action]) -> list[list[Action]]:
     """Consecutive batches of at most BATCH_ITEMS files and COMMIT_BATCH_BYTES (uploads) or
     FETCH_BATCH_BYTES (downloads) bytes."""
-    out: list[list[Action]] = []
-    size = 0
-    for a in actions:
-        budget = COMMIT_BATCH_BYTES if a.op is Op.upload else FETCH_BATCH_BYTES
-        n = (_size(a) or 0) + (ITEM_FIELDS + len(a.path.encode()) if a.op is Op.upload else 0)
-        if not out or len(out[-1]) >= BATCH_ITEMS or size + n > budget:
-            out.append([])
-            size = 0
-        out[-1].append(a)
-        size += n
-    return out
+    return fill(actions,
+                lambda a: commit_cost(a.path, _size(a) or 0) if a.op is Op.upload else _size(a) or 0,
+                lambda a: COMMIT_BATCH_BYTES if a.op is Op.upload else FETCH_BATCH_BYTES)
 
 
 def fsync_dir(folder: Path) -> None:
@@ -80,17 +71,6 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def commit_body(path: str, parent_rev: int | None, data: bytes, mtime_ns: int) -> dict[str, Any]:
-    """A ``commit`` body carrying *data* inline, cut as the protocol cuts it."""
-    body: dict[str, Any] = {"path": path, "parent_rev": parent_rev, "size": len(data),
-                            "ops": [data[r.offset:r.offset + r.size] for r in chunk_bytes(data)],
-                            "mtime": mtime_ns // 1_000_000}
-    mime = mimetypes.guess_type(path)[0]
-    if mime is not None:
-        body["mime"] = mime
-    return body
 
 
 def _read(root: Path, a: Action) -> bytes:

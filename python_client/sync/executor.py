@@ -25,6 +25,7 @@ from typing import Any
 import websockets
 
 from python_client.api import SatchelClient
+from python_client.batching import SMALL_MAX, commit_body
 from python_client.live import LiveSession, SessionClosed
 from python_client.sync import batches
 from python_client.sync.model import DIR, FILE, Action, LocalNode, Op, Stale, SyncedNode
@@ -45,7 +46,7 @@ REPLAN = {ErrorCode.conflict, ErrorCode.not_found, ErrorCode.path_exists, ErrorC
 # Worth retrying soon: the round ends and the daemon backs off.
 TRANSIENT = {ErrorCode.unavailable}
 TRANSFERS = 8  # uploads or downloads in flight at once
-INLINE_MAX = batches.SMALL_MAX  # files up to this size commit over the WebSocket (frame: 1 MiB)
+INLINE_MAX = SMALL_MAX  # files up to this size commit over the WebSocket (frame: 1 MiB)
 DELTA_INLINE_MAX = 192 * 1024  # new bytes of an edit sent inline in one commit (the limit: 256 KiB)
 MAX_STRIKES = 5  # the same path refused this many rounds in a row: blocked, not retried at once
 
@@ -346,7 +347,7 @@ class Executor:
             data = f.read(INLINE_MAX + 1)
         if len(data) != ln.size:
             raise Stale()
-        body = batches.commit_body(a.path, a.rev, data, ln.mtime_ns)
+        body = commit_body(a.path, a.rev, data, ln.mtime_ns)
         try:
             return await live.commit(a.path, a.rev, len(data), body["ops"], mtime=body["mtime"],
                                      mime=body.get("mime"))

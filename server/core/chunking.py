@@ -56,7 +56,12 @@ _LIST_ENTRY = struct.Struct(f">{HASH_BYTES}sI")  # digest, size (u32 big-endian)
 def pack_chunk_list(chunks: Iterable[tuple[bytes, int]]) -> bytes:
     """A chunk list as 36 bytes per chunk (digest, size): chunk packs' table of contents and the
     clients' stored lists."""
-    return b"".join(_LIST_ENTRY.pack(d, n) for d, n in chunks)
+    out = []
+    for d, n in chunks:
+        if len(d) != HASH_BYTES:  # struct would pad or cut it silently
+            raise ValueError(f"a chunk digest is {HASH_BYTES} bytes, not {len(d)}")
+        out.append(_LIST_ENTRY.pack(d, n))
+    return b"".join(out)
 
 
 def unpack_chunk_list(blob: bytes | memoryview) -> list[tuple[bytes, int]]:
