@@ -238,34 +238,17 @@ async def _put_one(client: SatchelClient, local: Path, remote: str, quiet: bool)
         await client.upload(local, remote, progress=bar)
 
 
-FOLDER_PUTS = 4  # files of a folder uploaded at once: a small file is mostly round trips and an fsync
-
-
 async def _put_folder(client: SatchelClient, local: Path, remote: str, quiet: bool) -> int:
-    """Upload every file under *local* (symlinks skipped), FOLDER_PUTS at a time, under one
-    progress bar. A file the server refuses is reported and the others still go up (exit 1)."""
-    files = sorted(p for p in local.rglob("*") if p.is_file() and not p.is_symlink())
-    todo = iter(files)
-    refused: list[str] = []
-    with TransferBar(f"↑ {local.name} ({len(files)} files)", enabled=None if not quiet else False,
-                     cumulative=True) as bar:
-        async def worker() -> None:
-            for f in todo:  # one shared iterator: each file goes to one worker
-                try:
-                    await client.upload(f, paths.join(remote, f.relative_to(local).as_posix()), progress=bar)
-                except SatchelError as exc:
-                    if exc.code is ErrorCode.unauthorized:
-                        raise
-                    refused.append(f"{f}: {exc.message} [{exc.code.value}]")
-                except OSError as exc:  # unreadable, or gone since the listing
-                    refused.append(f"{f}: {exc.strerror or exc}")
+    from python_client.folder_put import put_folder
 
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(FOLDER_PUTS, len(files))):
-                group.create_task(worker())
-    for line in refused:
+    with TransferBar(f"↑ {local.name}", enabled=None if not quiet else False) as bar:
+        result = await put_folder(client, local, remote, progress=bar)
+    for line in result.refused:
         print(f"satchel: {line}", file=sys.stderr)
-    return EXIT_REFUSED if refused else 0
+    if not quiet:
+        print(f"{result.uploaded} uploaded, {result.unchanged} unchanged"
+              + (f", {len(result.refused)} refused" if result.refused else ""))
+    return EXIT_REFUSED if result.refused else 0
 
 
 async def cmd_put(args: argparse.Namespace) -> int:

@@ -16,10 +16,8 @@ SHOW_AFTER = 1.0
 class TransferBar:
     """``factory(total_bytes, n_chunks) -> advance(n)``; draws only once a transfer passes 1 s."""
 
-    def __init__(self, label: str, enabled: bool | None = None, cumulative: bool = False) -> None:
-        """*cumulative*: one bar for several transfers (a folder): each adds its bytes to the total."""
+    def __init__(self, label: str, enabled: bool | None = None) -> None:
         self.label = label
-        self.cumulative = cumulative
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.progress: Progress | None = None
         self.task: TaskID | None = None
@@ -28,12 +26,7 @@ class TransferBar:
         self.done = 0
 
     def __call__(self, total: int, _chunks: int):  # type: ignore[no-untyped-def]
-        if not self.cumulative:
-            self.total, self.started = total, time.monotonic()
-        else:
-            self.total += total
-            if self.progress is not None and self.task is not None:
-                self.progress.update(self.task, total=self.total)
+        self.total, self.started = total, time.monotonic()
         return self.advance
 
     def advance(self, n: int) -> None:

@@ -23,7 +23,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +57,7 @@ class TransferStats:
     bytes_received: int = 0
     bytes_reused: int = 0
     chunks_total: int = 0
+    unchanged: bool = False  # an upload the head had already (content and mtime): no new revision
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -233,8 +234,9 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
     if asking is not None:
         if head is not None and head["kind"] != "file":
             raise SatchelError(ErrorCode.is_a_directory, f"{remote} is a folder", path=remote)
-        if head is not None and _same_as_head(head, before, refs):
+        if head is not None and same_as_head(head, before.st_size, before.st_mtime_ns, (r.digest for r in refs)):
             log.debug("upload %s: the head has this content and mtime already (%s)", remote, phases)
+            stats.unchanged = True
             return head
         parent_rev = head["rev"] if head else None
     body = {
@@ -297,11 +299,12 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         await pool.aclose()
 
 
-def _same_as_head(head: dict[str, Any], st: os.stat_result, refs: list[ChunkRef]) -> bool:
-    """Would this upload make a revision identical to the head (content and mtime, to the ms)?"""
-    return head.get("size") == st.st_size and bool(head.get("mtime")) \
-        and _mtime_ns(head["mtime"]) // 1_000_000 == st.st_mtime_ns // 1_000_000 \
-        and head.get("content_hash") == chunking.content_hash(r.digest for r in refs)
+def same_as_head(head: dict[str, Any] | None, size: int, mtime_ns: int, digests: Iterable[bytes]) -> bool:
+    """Would an upload of this content (its chunk digests) and mtime make a revision identical to
+    the *head* entry (content and mtime, to the millisecond)?"""
+    return head is not None and head.get("kind") == "file" and head.get("size") == size \
+        and bool(head.get("mtime")) and mtime_ns_of(head["mtime"]) // 1_000_000 == mtime_ns // 1_000_000 \
+        and head.get("content_hash") == chunking.content_hash(digests)
 
 
 PATCH_MAX_LITERAL = 0.75  # a missing chunk mostly made of new bytes is sent as it is
@@ -905,7 +908,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
         phases.mark("fetch")
         if meta.get("mtime"):  # set before the rename: the file never shows with the download's time
             try:
-                os.utime(fd, ns=(_mtime_ns(meta["mtime"]),) * 2)
+                os.utime(fd, ns=(mtime_ns_of(meta["mtime"]),) * 2)
             except OSError as exc:  # e.g. a mount that does not let us set times: keep the bytes
                 log.warning("cannot set the modification time of %s: %s", target, exc)
         written = os.fstat(fd)
@@ -938,7 +941,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     return meta | {"local_path": str(target), "rev": listing["rev"], "chunks": pairs}
 
 
-def _mtime_ns(iso: str) -> int:
+def mtime_ns_of(iso: str) -> int:
     """An entry's ``mtime`` (ISO 8601, UTC) in nanoseconds since the epoch (exact, before 1970 too)."""
     from datetime import UTC, datetime, timedelta
 
