@@ -9,10 +9,13 @@ here); a ``commit_batch`` of a few hundred small files costs about the same once
 from __future__ import annotations
 
 import mimetypes
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
-from server.core.chunking import chunk_bytes
+from server.core.chunking import chunk_bytes, content_hash
+from server.core.errors import ErrorCode, SatchelError
 
 SMALL_MAX = 192 * 1024  # files up to this size go inline over the WebSocket (commit or batch)
 # An upload batch fills most of a frame (1 MiB): each one is a transaction and an fsync on the
@@ -54,3 +57,39 @@ def commit_body(path: str, parent_rev: int | None, data: bytes, mtime_ns: int) -
     if mime is not None:
         body["mime"] = mime
     return body
+
+
+def fetched_bytes(answer: dict[str, Any], path: str, expected_hash: str | None = None) -> bytes:
+    """A ``fetch`` result's bytes, verified: cut and hashed as the protocol does, they must make
+    the content hash the server names (and *expected_hash*, the revision the caller wants)."""
+    data = answer.get("data")
+    if not isinstance(data, bytes) or len(data) != answer.get("size"):
+        raise SatchelError(ErrorCode.size_mismatch, "a fetched file has the wrong size", path=path)
+    digest = content_hash(r.digest for r in chunk_bytes(data))
+    if digest != answer.get("content_hash") or (expected_hash is not None and digest != expected_hash):
+        raise SatchelError(ErrorCode.hash_mismatch, "a fetched file does not match its content hash", path=path)
+    return data
+
+
+def write_durably(part: Path, data: bytes) -> None:
+    """Write *data* to the new file *part* and fsync it (before it is renamed into place)."""
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the renames in *folder* durable (best effort: some file systems refuse a directory fsync)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

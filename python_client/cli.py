@@ -246,8 +246,21 @@ async def _put_folder(client: SatchelClient, local: Path, remote: str, quiet: bo
     for line in result.refused:
         print(f"satchel: {line}", file=sys.stderr)
     if not quiet:
-        print(f"{result.uploaded} uploaded, {result.unchanged} unchanged"
+        print(f"{result.transferred} uploaded, {result.unchanged} unchanged"
               + (f", {len(result.refused)} refused" if result.refused else ""))
+    return EXIT_REFUSED if result.refused else 0
+
+
+async def _get_folder(client: SatchelClient, remote: str, local: Path, quiet: bool) -> int:
+    from python_client.folder_get import get_folder
+
+    with TransferBar(f"↓ {local.name}", enabled=None if not quiet else False) as bar:
+        result = await get_folder(client, remote, local, progress=bar)
+    for line in result.refused:
+        print(f"satchel: {line}", file=sys.stderr)
+    if not quiet:
+        print(f"{local}: {result.transferred} downloaded, {result.unchanged} unchanged"
+              + (f", {len(result.refused)} failed" if result.refused else ""))
     return EXIT_REFUSED if result.refused else 0
 
 
@@ -274,7 +287,9 @@ async def cmd_get(args: argparse.Namespace) -> int:
         meta = await client.stat(remote)
         local = Path(args.local)
         if meta["kind"] == "dir":
-            raise CliError(f"{remote} is a folder; `satchel get` takes a file", EXIT_USAGE)
+            if args.revision is not None:
+                raise CliError("--revision takes a file; for a folder as it was, see `satchel rewind`", EXIT_USAGE)
+            return await _get_folder(client, remote, local / meta["name"] if local.is_dir() else local, args.quiet)
         with TransferBar(f"↓ {meta['name']}", enabled=None if not args.quiet else False) as bar:
             out = await client.download(remote, local, progress=bar, rev=args.revision)
     if not args.quiet:
@@ -692,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("id", type=int)
     rl.set_defaults(func=cmd_revoke_link)
 
-    get = sub.add_parser("get", help="download a file (re-run to resume)")
+    get = sub.add_parser("get", help="download a file or folder (re-run to resume)")
     get.add_argument("remote")
     get.add_argument("local", nargs="?", default=".", help="file or folder to write (default: here)")
     get.add_argument("--revision", type=int, metavar="R", help="an older revision (see `satchel versions`)")

@@ -2,7 +2,7 @@
 
 Small files (up to ``SMALL_MAX``) go in ``commit_batch``es over the WebSocket: one server
 transaction and fsync per few hundred files, where a commit of its own costs each file ~35 ms of
-round trips and fsyncs. Bigger files go through ``upload_file``, FOLDER_PUTS at a time. As with one
+round trips and fsyncs. Bigger files go through ``upload_file``, FOLDER_TRANSFERS at a time. As with one
 file, each file overwrites the remote head, and a file whose content and mtime the head has
 already is left alone; so re-running an interrupted folder upload sends only what is missing.
 """
@@ -25,13 +25,13 @@ from server.core.chunking import chunk_bytes
 from server.core.errors import ErrorCode, SatchelError
 
 log = logging.getLogger(__name__)
-FOLDER_PUTS = 4  # big files uploaded at once
+FOLDER_TRANSFERS = 4  # big files uploaded or downloaded at once
 CONFLICT_RETRIES = 3  # a file changed on the server between our listing and the batch
 
 
 @dataclass
 class FolderResult:
-    uploaded: int = 0
+    transferred: int = 0
     unchanged: int = 0
     refused: list[str] = field(default_factory=list)  # "local path: message [code]"
 
@@ -45,21 +45,25 @@ class _Small:
     parent_rev: int | None = None
 
 
-def _files(local: Path, result: FolderResult) -> list[Path]:
-    out: list[Path] = []
+def _walk(local: Path, result: FolderResult) -> tuple[list[Path], list[Path]]:
+    """The files under *local*, and the folders with nothing in them (made on the server too)."""
+    files: list[Path] = []
+    empty: list[Path] = []
 
     def unreadable(exc: OSError) -> None:
         result.refused.append(f"{exc.filename}: {exc.strerror}")
 
     for top, dirs, names in os.walk(local, onerror=unreadable):
         dirs.sort()
+        if not dirs and not names and Path(top) != local:
+            empty.append(Path(top))
         for name in sorted(names):
             p = Path(top, name)
             if p.is_symlink():
                 log.warning("%s: a symbolic link; skipped", p)
             elif p.is_file():
-                out.append(p)
-    return out
+                files.append(p)
+    return files, empty
 
 
 async def _heads(client: SatchelClient, folders: set[str]) -> dict[str, dict[str, Any]]:
@@ -88,7 +92,14 @@ async def put_folder(client: SatchelClient, local: Path, remote: str,
     """Upload every file under *local* to the same place under *remote* (symbolic links are
     skipped). A file the server refuses is reported in the result; the others still go up."""
     result = FolderResult()
-    files = _files(local, result)
+    files, empty = _walk(local, result)
+    for folder in empty:
+        try:
+            await client.mkdir(paths.join(remote, folder.relative_to(local).as_posix()))
+        except SatchelError as exc:
+            if exc.code is ErrorCode.unauthorized:
+                raise
+            result.refused.append(f"{folder}: {exc.message} [{exc.code.value}]")  # e.g. a file in the way
     sizes: dict[Path, int] = {}
     remotes: dict[Path, str] = {}
     for f in files:
@@ -105,9 +116,15 @@ async def put_folder(client: SatchelClient, local: Path, remote: str,
     advance = progress(sum(sizes.values()), len(sizes)) if progress else None
     try:
         await _put_all(client, small, big, sizes, remotes, result, advance)
-    except BaseExceptionGroup as group:  # the first failure, as a plain exception for the caller
-        raise group.exceptions[0] from None
+    except BaseExceptionGroup as failures:
+        raise first_failure(failures) from None
     return result
+
+
+def first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """A task group's first failure, as the plain exception the caller knows how to report."""
+    first = group.exceptions[0]
+    return first_failure(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _put_all(client: SatchelClient, small: list[Path], big: list[Path], sizes: dict[Path, int],
@@ -128,7 +145,7 @@ async def _put_all(client: SatchelClient, small: list[Path], big: list[Path], si
                         if advance:
                             advance(sizes[f])
                     else:
-                        result.uploaded += 1
+                        result.transferred += 1
                 except SatchelError as exc:
                     if exc.code is ErrorCode.unauthorized:
                         raise
@@ -136,7 +153,7 @@ async def _put_all(client: SatchelClient, small: list[Path], big: list[Path], si
                 except OSError as exc:  # unreadable, or gone since the listing
                     result.refused.append(f"{f}: {exc.strerror or exc}")
 
-        for _ in range(min(FOLDER_PUTS, len(big))):
+        for _ in range(min(FOLDER_TRANSFERS, len(big))):
             group.create_task(worker())
 
 
@@ -189,7 +206,7 @@ async def _put_small(client: SatchelClient, files: list[tuple[Path, str]], resul
                                        "number of results")
                 for s, answer in zip(batch, answers, strict=True):
                     if "entry" in answer:
-                        result.uploaded += 1
+                        result.transferred += 1
                         if advance:
                             advance(len(s.data))
                         continue

@@ -26,14 +26,16 @@ from python_client.batching import (
     SMALL_MAX,
     commit_body,
     commit_cost,
+    fetched_bytes,
     fill,
+    fsync_dir,
+    write_durably,
 )
 from python_client.live import LiveSession, error_of
 from python_client.sync.model import FILE, Action, Op, Stale, SyncedNode
 from python_client.sync.scanner import local_path
 from python_client.sync.state import State
 from python_client.transfer import PART_SUFFIX, TransferStats
-from server.core.chunking import chunk_bytes, content_hash
 from server.core.errors import ErrorCode, SatchelError
 
 log = logging.getLogger(__name__)
@@ -60,17 +62,6 @@ def groups(actions: list[Action]) -> list[list[Action]]:
     return fill(actions,
                 lambda a: commit_cost(a.path, _size(a) or 0) if a.op is Op.upload else _size(a) or 0,
                 lambda a: COMMIT_BATCH_BYTES if a.op is Op.upload else FETCH_BATCH_BYTES)
-
-
-def fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read(root: Path, a: Action) -> bytes:
@@ -122,29 +113,12 @@ async def upload(live: LiveSession, root: Path, state: State, group: list[Action
     return results
 
 
-def _write_part(part: Path, data: bytes) -> None:
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _check(a: Action, answer: dict[str, Any]) -> bytes:
     """The fetched bytes, verified: cut and hashed as the protocol does, they must make the
     content hash the server names, and that must be the revision the plan wants."""
     rn = a.remote
     assert rn is not None
-    data = answer.get("data")
-    if not isinstance(data, bytes) or len(data) != answer.get("size"):
-        raise SatchelError(ErrorCode.size_mismatch, "a fetched file has the wrong size", path=a.path)
-    digest = content_hash(r.digest for r in chunk_bytes(data))
-    if digest != answer.get("content_hash") or (rn.content_hash is not None and digest != rn.content_hash):
-        raise SatchelError(ErrorCode.hash_mismatch, "a fetched file does not match its content hash", path=a.path)
-    return data
+    return fetched_bytes(answer, a.path, rn.content_hash)
 
 
 async def download(live: LiveSession, root: Path, state: State, group: list[Action], stats: TransferStats,
@@ -171,7 +145,7 @@ async def download(live: LiveSession, root: Path, state: State, group: list[Acti
             results.append((a, Stale()))
             continue
         parts.append((a, answer, target, target.with_name(target.name + PART_SUFFIX), data))
-    written = await asyncio.gather(*(asyncio.to_thread(_write_part, part, data) for _, _, _, part, data in parts),
+    written = await asyncio.gather(*(asyncio.to_thread(write_durably, part, data) for _, _, _, part, data in parts),
                                    return_exceptions=True)
     placed: list[tuple[Action, dict[str, Any], Path]] = []
     for (a, answer, target, part, data), error in zip(parts, written, strict=True):

@@ -25,7 +25,7 @@ from typing import Any
 import websockets
 
 from python_client.api import SatchelClient
-from python_client.batching import SMALL_MAX, commit_body
+from python_client.batching import SMALL_MAX, commit_body, fsync_dir
 from python_client.live import LiveSession, SessionClosed
 from python_client.sync import batches
 from python_client.sync.model import DIR, FILE, Action, LocalNode, Op, Stale, SyncedNode
@@ -247,7 +247,7 @@ class Executor:
                     os.rename(source, self._path(src))
             log.info("cannot move %s to %s now (%s); planning again", src, dst, exc)
             raise Stale() from exc
-        batches.fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     # -- handlers (one per Op)
     async def _conflict_rename(self, a: Action, scan: Scan, stats: TransferStats) -> None:

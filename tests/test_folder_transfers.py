@@ -1,5 +1,6 @@
-"""`satchel put DIR`: small files in WebSocket batches, big ones one by one, the unchanged left
-alone, a refused file reported without stopping the others; on both storage stacks."""
+"""`satchel put DIR` and `satchel get /DIR`: small files in WebSocket batches, big ones one by
+one, the unchanged left alone, a refused file reported without stopping the others; on both
+storage stacks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from python_client import folder_put
+from python_client import folder_get, folder_put
 from server.core.chunking import chunk_file, content_hash
 from server.core.errors import ErrorCode
 from tests.conftest import PASSWORD, random_file
@@ -44,6 +45,7 @@ def _make(root: Path) -> None:
     random_file(root / "docs" / "deep" / "photo.bin", 700_000)  # over SMALL_MAX: its own upload
     random_file(root / "top.bin", 150_000)
     (root / "link").symlink_to(root / "top.bin")  # skipped
+    (root / "empty folder").mkdir()
 
 
 async def test_a_folder_goes_up_whole_and_a_second_run_sends_nothing(server, make_user, device_factory, tmp_path):
@@ -90,7 +92,7 @@ async def test_a_file_changed_on_the_server_after_the_listing_is_still_overwritt
     for i in range(5):
         (src / f"{i}.txt").write_text(f"first {i}\n")
     first = await folder_put.put_folder(alice.client, src, "/F")
-    assert (first.uploaded, first.refused) == (5, [])
+    assert (first.transferred, first.refused) == (5, [])
     for i in range(5):
         (src / f"{i}.txt").write_text(f"second {i}\n")
 
@@ -99,7 +101,7 @@ async def test_a_file_changed_on_the_server_after_the_listing_is_still_overwritt
 
     monkeypatch.setattr(folder_put, "_heads", stale_listing)
     second = await folder_put.put_folder(alice.client, src, "/F")
-    assert (second.uploaded, second.refused) == (5, [])  # conflicts, retried on the head they named
+    assert (second.transferred, second.refused) == (5, [])  # conflicts, retried on the head they named
     for i in range(5):
         await alice.client.download(f"/F/{i}.txt", tmp_path / "out.txt")
         assert (tmp_path / "out.txt").read_text() == f"second {i}\n"
@@ -112,7 +114,7 @@ async def test_a_folder_on_the_server_where_a_file_goes_is_refused(alice, tmp_pa
     (src / "a.txt").write_text("x\n")
     (src / "b.txt").write_text("y\n")
     result = await folder_put.put_folder(alice.client, src, "/G")
-    assert result.uploaded == 1 and len(result.refused) == 1
+    assert result.transferred == 1 and len(result.refused) == 1
     assert ErrorCode.is_a_directory.value in result.refused[0]
     assert os.path.basename(result.refused[0].split(":")[0]) == "a.txt"
 
@@ -124,6 +126,48 @@ async def test_many_small_files_in_batches(alice, tmp_path, n):
     for i in range(n):
         (src / f"{i:04}.bin").write_bytes(os.urandom(3000))
     result = await folder_put.put_folder(alice.client, src, "/Many")
-    assert (result.uploaded, result.refused) == (n, [])
+    assert (result.transferred, result.refused) == (n, [])
     names = {e["name"] for e in await alice.client.list("/Many")}
     assert names == {f"{i:04}.bin" for i in range(n)}
+
+
+async def test_a_folder_comes_down_whole_and_a_second_run_fetches_nothing(server, make_user, device_factory,
+                                                                          tmp_path):
+    user = await make_user()
+    dev = device_factory("laptop")
+    dev.run("login", server.url, user.name, "--password-stdin", stdin=PASSWORD + "\n")
+    src = tmp_path / "Project"
+    src.mkdir()
+    _make(src)
+    dev.run("put", "-q", str(src), "/")
+    dl = tmp_path / "dl"
+    dl.mkdir()
+    out = dev.run("get", "/Project", str(dl))  # an existing folder: the tree goes inside it
+    assert "43 downloaded, 0 unchanged" in out.stdout
+    assert _tree(dl / "Project") == _tree(src)
+    assert (dl / "Project" / "empty folder").is_dir() and (dl / "Project" / "docs" / "deep" / "er").is_dir()
+    note = dl / "Project" / "docs" / "note7.txt"
+    assert note.stat().st_mtime_ns // 1_000_000 == (src / "docs" / "note7.txt").stat().st_mtime_ns // 1_000_000
+    assert not list(dl.rglob("*.satchel-part"))
+    again = dev.run("get", "/Project", str(dl))
+    assert "0 downloaded, 43 unchanged" in again.stdout
+    note.write_text("edited here\n")
+    (dl / "Project" / "top.bin").unlink()
+    assert "2 downloaded, 41 unchanged" in dev.run("get", "/Project", str(dl)).stdout
+    assert _tree(dl / "Project") == _tree(src)
+    refused = dev.run("get", "/Project", str(tmp_path / "x"), "--revision", "1", check=False)
+    assert refused.returncode == 2 and "rewind" in refused.stderr
+
+
+async def test_a_local_file_where_a_folder_goes_is_reported_and_the_rest_comes_down(alice, tmp_path):
+    src = tmp_path / "T"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "a.txt").write_text("a\n")
+    (src / "b.txt").write_text("b\n")
+    assert (await folder_put.put_folder(alice.client, src, "/T")).refused == []
+    dl = tmp_path / "dl"
+    dl.mkdir()
+    (dl / "sub").write_text("a file in the way\n")
+    result = await folder_get.get_folder(alice.client, "/T", dl)
+    assert result.transferred == 1 and len(result.refused) >= 1
+    assert (dl / "b.txt").read_text() == "b\n" and (dl / "sub").read_text() == "a file in the way\n"
