@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -29,6 +29,9 @@ from server.core.errors import ErrorCode, SatchelError
 from server.core.units import format_size, parse_size
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_NETWORK, EXIT_AUTH = 1, 2, 3, 4
+
+if TYPE_CHECKING:
+    from python_client.folder_put import FolderResult
 
 
 class CliError(Exception):
@@ -238,30 +241,28 @@ async def _put_one(client: SatchelClient, local: Path, remote: str, quiet: bool)
         await client.upload(local, remote, progress=bar)
 
 
-async def _put_folder(client: SatchelClient, local: Path, remote: str, quiet: bool) -> int:
-    from python_client.folder_put import put_folder
-
-    with TransferBar(f"↑ {local.name}", enabled=None if not quiet else False) as bar:
-        result = await put_folder(client, local, remote, progress=bar)
+async def _folder(verb: str, label: str, quiet: bool, run: Callable[[TransferBar], Awaitable[FolderResult]]) -> int:
+    """A folder put or get under one progress bar; its summary, and each refused file on stderr."""
+    with TransferBar(label, enabled=None if not quiet else False) as bar:
+        result = await run(bar)
     for line in result.refused:
         print(f"satchel: {line}", file=sys.stderr)
     if not quiet:
-        print(f"{result.transferred} uploaded, {result.unchanged} unchanged"
-              + (f", {len(result.refused)} refused" if result.refused else ""))
+        print(f"{result.transferred} {verb}, {result.unchanged} unchanged"
+              + (f", {len(result.refused)} failed" if result.refused else ""))
     return EXIT_REFUSED if result.refused else 0
+
+
+async def _put_folder(client: SatchelClient, local: Path, remote: str, quiet: bool) -> int:
+    from python_client.folder_put import put_folder
+
+    return await _folder("uploaded", f"↑ {local.name}", quiet, lambda bar: put_folder(client, local, remote, bar))
 
 
 async def _get_folder(client: SatchelClient, remote: str, local: Path, quiet: bool) -> int:
     from python_client.folder_get import get_folder
 
-    with TransferBar(f"↓ {local.name}", enabled=None if not quiet else False) as bar:
-        result = await get_folder(client, remote, local, progress=bar)
-    for line in result.refused:
-        print(f"satchel: {line}", file=sys.stderr)
-    if not quiet:
-        print(f"{local}: {result.transferred} downloaded, {result.unchanged} unchanged"
-              + (f", {len(result.refused)} failed" if result.refused else ""))
-    return EXIT_REFUSED if result.refused else 0
+    return await _folder("downloaded", f"↓ {local.name}", quiet, lambda bar: get_folder(client, remote, local, bar))
 
 
 async def cmd_put(args: argparse.Namespace) -> int:

@@ -48,10 +48,15 @@ def _make(root: Path) -> None:
     (root / "empty folder").mkdir()
 
 
-async def test_a_folder_goes_up_whole_and_a_second_run_sends_nothing(server, make_user, device_factory, tmp_path):
+async def _logged_in(server, make_user, device_factory):
     user = await make_user()
     dev = device_factory("laptop")
     dev.run("login", server.url, user.name, "--password-stdin", stdin=PASSWORD + "\n")
+    return user, dev
+
+
+async def test_a_folder_goes_up_whole_and_a_second_run_sends_nothing(server, make_user, device_factory, tmp_path):
+    user, dev = await _logged_in(server, make_user, device_factory)
     src = tmp_path / "Project"
     src.mkdir()
     _make(src)
@@ -72,9 +77,7 @@ async def test_a_folder_goes_up_whole_and_a_second_run_sends_nothing(server, mak
 
 
 async def test_a_refused_file_is_reported_and_the_others_still_go_up(server, make_user, device_factory, tmp_path):
-    user = await make_user()
-    dev = device_factory("laptop")
-    dev.run("login", server.url, user.name, "--password-stdin", stdin=PASSWORD + "\n")
+    _, dev = await _logged_in(server, make_user, device_factory)
     src = tmp_path / "Mixed"
     src.mkdir()
     (src / "good.txt").write_text("fine\n")
@@ -133,9 +136,7 @@ async def test_many_small_files_in_batches(alice, tmp_path, n):
 
 async def test_a_folder_comes_down_whole_and_a_second_run_fetches_nothing(server, make_user, device_factory,
                                                                           tmp_path):
-    user = await make_user()
-    dev = device_factory("laptop")
-    dev.run("login", server.url, user.name, "--password-stdin", stdin=PASSWORD + "\n")
+    _, dev = await _logged_in(server, make_user, device_factory)
     src = tmp_path / "Project"
     src.mkdir()
     _make(src)
