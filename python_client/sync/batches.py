@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,7 @@ def _check(a: Action, answer: dict[str, Any]) -> bytes:
 async def download(live: LiveSession, root: Path, state: State, group: list[Action], stats: TransferStats,
                    still: Callable[[Action], bool]) -> list[Result]:
     """Fetch *group* (small downloads) in one ``fetch`` and put each file in place safely."""
+    t0 = time.perf_counter()
     answers = await live.fetch([{"path": a.path, "rev": a.remote.rev if a.remote else None} for a in group])
     if len(answers) != len(group):
         raise SatchelError(ErrorCode.unavailable, "the server answered a batch with the wrong number of results")
@@ -145,8 +147,10 @@ async def download(live: LiveSession, root: Path, state: State, group: list[Acti
             results.append((a, Stale()))
             continue
         parts.append((a, answer, target, target.with_name(target.name + PART_SUFFIX), data))
+    t1 = time.perf_counter()
     written = await asyncio.gather(*(asyncio.to_thread(write_durably, part, data) for _, _, _, part, data in parts),
                                    return_exceptions=True)
+    t2 = time.perf_counter()
     placed: list[tuple[Action, dict[str, Any], Path]] = []
     for (a, answer, target, part, data), error in zip(parts, written, strict=True):
         if isinstance(error, BaseException):
@@ -162,7 +166,10 @@ async def download(live: LiveSession, root: Path, state: State, group: list[Acti
         os.utime(target, (ts, ts))
         stats.bytes_received += len(data)
         placed.append((a, answer, target))
+    t3 = time.perf_counter()
     await asyncio.gather(*(asyncio.to_thread(fsync_dir, d) for d in {t.parent for _, _, t in placed}))
+    log.debug("fetched %d files: fetch %.3f s, write and fsync %.3f s, rename %.3f s, folder fsync %.3f s",
+              len(group), t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
     for a, answer, target in placed:
         st = os.stat(target)
         rn = a.remote

@@ -79,7 +79,9 @@ async def commit_batch(svc: Services, who: Principal, body: dict[str, Any]) -> l
     await uploads.store_inline(svc, [p for _, p in ready])  # durable before any revision names them
     t2 = time.perf_counter()
     index_later: list[tuple[int, int | None]] = []
+    t3 = t4 = t2
     async with svc.db.write() as s:
+        t3 = time.perf_counter()
         await refguard.adding_references(s)  # before any owner's row (quota): no lock cycle
         await uploads.confirm_stored(svc, [BlobKey(p.loc.owner_id, d) for _, p in ready for d in p.inline])
         pushed = s.info.setdefault("journal", [])
@@ -98,11 +100,14 @@ async def commit_batch(svc: Services, who: Principal, body: dict[str, Any]) -> l
                 results[i] = result
         else:
             await _one_by_one(svc, s, who, ready, results, index_later)
+        t4 = time.perf_counter()
+    t5 = time.perf_counter()
     for node_id, rev_id in index_later:
         await search_index.index_content(svc, node_id, rev_id)
     done = sum(1 for r in results if "entry" in r)
-    log.info("commit_batch: %d items, %d committed in %.3f s (checks %.3f s, chunks stored and synced %.3f s)",
-             len(items), done, time.perf_counter() - t0, t1 - t0, t2 - t1)
+    log.info("commit_batch: %d items, %d committed in %.3f s (checks %.3f s, chunks stored and synced %.3f s, "
+             "waiting for the writer's turn %.3f s, rows %.3f s, commit %.3f s)", len(items), done,
+             time.perf_counter() - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
     return results
 
 
