@@ -40,9 +40,9 @@ async def _walk(client: SatchelClient, top: str) -> tuple[list[str], list[dict[s
 
 
 def _local(root: Path, top: str, path: str) -> Path:
-    """Where the remote *path* (under *top*) goes under *root*. Server paths are normalized (no
-    ``..``, no empty segments), so the result is always inside *root*."""
-    if not paths.is_within(path, top) or path == top:
+    """Where the remote *path* (under *top*) goes under *root*: never outside it, whatever the
+    server sent (a path not in normal form, e.g. with ``..``, is refused)."""
+    if paths.normalize(path) != path or not paths.is_within(path, top) or path == top:  # a ".." never gets by
         raise SatchelError(ErrorCode.invalid_path, f"{path} is not inside {top}", path=path)
     return root.joinpath(*path[len(top):].strip("/").split("/"))
 

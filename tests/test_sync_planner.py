@@ -344,3 +344,31 @@ def test_local_moves_into_a_folder_of_the_same_name_or_from_a_moved_source(tmp_p
     with pytest.raises(Stale):
         ex._rename("/src.txt", "/plain/src.txt")
     assert (tmp_path / "src.txt").read_text() == "source"
+
+
+@pytest.mark.parametrize("bad", ["/a/../../outside.txt", "/../x", "/a//b", "a/b", "/a/./b", "/a/b/", "/x\x01y",
+                                 "/a\\b", "/ok/" + "n" * 300])
+def test_a_malformed_path_from_the_server_never_enters_the_remote_tree(tmp_path: Path, bad: str) -> None:
+    """A compromised server (or an impostor on plain HTTP) must not make the client write
+    outside its folder: paths not in normal form are dropped where they come in."""
+    from python_client.sync.state import State
+
+    state = State(tmp_path)
+    state.put_remote("/ok", RemoteNode(DIR, 1))
+    state.put_remote(bad, RemoteNode(FILE, 2, 1, 3, "h"))
+    assert bad not in state.remote and set(state.remote) == {"/ok"}
+    state.move_remote("/ok", bad)
+    assert set(state.remote) == {"/ok"}
+    state.close()
+    assert set(State(tmp_path).remote) == {"/ok"}  # nor in the database
+
+
+def test_a_folder_download_refuses_a_path_that_leaves_its_folder(tmp_path: Path) -> None:
+    from python_client.folder_get import _local
+    from server.core.errors import ErrorCode, SatchelError
+
+    assert _local(tmp_path, "/T", "/T/a/b.txt") == tmp_path / "a" / "b.txt"
+    for bad in ("/T/../etc/passwd", "/T/a/../../x", "/Tx/a", "/T", "/T//a"):
+        with pytest.raises(SatchelError) as err:
+            _local(tmp_path, "/T", bad)
+        assert err.value.code is ErrorCode.invalid_path

@@ -9,6 +9,7 @@ and ``commit`` makes a batch durable at once (a remote-tree update and its curso
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from dataclasses import astuple, dataclass
@@ -17,9 +18,12 @@ from typing import Any
 
 from python_client.sync.model import LocalNode, RemoteNode, SyncedNode
 from python_client.sync.planner import move_prefix
+from server.core import paths
 from server.core.chunking import pack_chunk_list, unpack_chunk_list
+from server.core.errors import SatchelError
 from server.core.paths import descendant_range
 
+log = logging.getLogger(__name__)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS remote (path TEXT PRIMARY KEY, kind TEXT NOT NULL, node_id INTEGER NOT NULL,
@@ -49,6 +53,20 @@ class Blocked:
     def holds(self, ln: LocalNode | None, now: float) -> bool:
         same = ln is None or (ln.size, ln.mtime_ns) == (self.size, self.mtime_ns)
         return same and now < self.until
+
+
+def _well_formed(path: str) -> bool:
+    """Is this server path in normal form (no ``..``, empty or control-character names)? A path
+    that is not never reaches the remote tree, so no local path is ever made from it: a server
+    that sent one (compromised, or an impostor on a plain-HTTP link) cannot make this device
+    write outside its folder."""
+    try:
+        if paths.normalize(path) == path:
+            return True
+    except SatchelError:
+        pass
+    log.error("the server sent a malformed path %r; ignored", path[:300])
+    return False
 
 
 def state_dir(root: Path) -> Path:
@@ -119,6 +137,8 @@ class State:
                         "WHERE path = ? OR (path >= ? AND path < ?)", (dst, len(src) + 1, src, lo, hi))
 
     def put_remote(self, path: str, node: RemoteNode) -> None:
+        if not _well_formed(path):
+            return
         self.remote[path] = node
         self.db.execute("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?, ?)",
                         (path, node.kind, node.node_id, node.rev, node.size, node.content_hash))
@@ -129,6 +149,8 @@ class State:
         self._drop("remote", path)
 
     def move_remote(self, src: str, dst: str) -> None:
+        if not _well_formed(dst):
+            return
         for key in [k for k in self.remote if k == dst or k.startswith(dst + "/")]:
             del self.remote[key]
         move_prefix(self.remote, src, dst)
