@@ -1,7 +1,8 @@
 """The ``satchel`` command.
 
-Exit codes: 0 done; 1 the server refused (the message says why, e.g. not_found, conflict);
-2 bad usage; 3 cannot reach the server; 4 not logged in or the login expired.
+Exit codes: 0 done; 1 the server refused (the message says why, e.g. not_found, conflict), or a
+local file could not be read or written; 2 bad usage; 3 cannot reach the server; 4 not logged in
+or the login expired.
 """
 
 from __future__ import annotations
@@ -797,6 +798,12 @@ def main(argv: list[str] | None = None) -> int:
     except httpx.TransportError as exc:
         print(f"satchel: cannot reach the server: {exc}", file=sys.stderr)
         return EXIT_NETWORK
+    except OSError as exc:
+        if exc.filename is None:  # a socket's (the chunk transfers' HTTP client raises these)
+            print(f"satchel: cannot reach the server: {exc}", file=sys.stderr)
+            return EXIT_NETWORK
+        print(f"satchel: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except ValueError as exc:
         print(f"satchel: {exc}", file=sys.stderr)
         return EXIT_USAGE

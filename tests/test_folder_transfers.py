@@ -87,6 +87,10 @@ async def test_a_refused_file_is_reported_and_the_others_still_go_up(server, mak
     assert "invalid_path" in proc.stderr and "bad" in proc.stderr
     dev.run("get", "-q", "/Mixed/good.txt", str(tmp_path / "good.txt"))
     assert (tmp_path / "good.txt").read_text() == "fine\n"
+    for target in (tmp_path / "no" / "such" / "folder" / "x.txt", tmp_path / "good.txt"):  # a file where a folder goes
+        src = "/Mixed/good.txt" if target.name == "x.txt" else "/Mixed"
+        proc = dev.run("get", src, str(target), check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr and str(target) in proc.stderr, proc
 
 
 async def test_a_file_changed_on_the_server_after_the_listing_is_still_overwritten(alice, tmp_path, monkeypatch):
