@@ -293,7 +293,9 @@ async def cmd_get(args: argparse.Namespace) -> int:
         if meta["kind"] == "dir":
             if args.revision is not None:
                 raise CliError("--revision takes a file; for a folder as it was, see `satchel rewind`", EXIT_USAGE)
-            return await _get_folder(client, remote, local / meta["name"] if local.is_dir() else local, args.quiet)
+            # the name the user asked for, not the one the server answers with (it could say "../x")
+            return await _get_folder(client, remote, local / paths.name(remote) if local.is_dir() else local,
+                                     args.quiet)
         with TransferBar(f"↓ {meta['name']}", enabled=None if not args.quiet else False) as bar:
             out = await client.download(remote, local, progress=bar, rev=args.revision)
     if not args.quiet:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +19,13 @@ from typing import Any
 
 from python_client.api import SatchelClient
 from python_client.batching import FETCH_BATCH_BYTES, SMALL_MAX, fetched_bytes, fill, fsync_dir, write_durably
-from python_client.folder_put import FOLDER_TRANSFERS, FolderResult, first_failure
+from python_client.folder_put import FOLDER_TRANSFERS, NO_BATCHES, FolderResult, first_failure
 from python_client.transfer import PART_SUFFIX, Progress, TransferStats, mtime_ns_of
 from server.core import paths
 from server.core.chunking import chunk_bytes, content_hash
 from server.core.errors import ErrorCode, SatchelError
+
+log = logging.getLogger(__name__)
 
 
 async def _walk(client: SatchelClient, top: str) -> tuple[list[str], list[dict[str, Any]]]:
@@ -61,12 +64,17 @@ def _holds(target: Path, entry: dict[str, Any]) -> bool:
 
 def _place(target: Path, data: bytes, mtime: str | None) -> None:
     part = target.with_name(target.name + PART_SUFFIX)
-    write_durably(part, data)
-    if mtime:
-        ns = mtime_ns_of(mtime)
+    try:
+        write_durably(part, data)
+        if mtime:
+            ns = mtime_ns_of(mtime)
+            with contextlib.suppress(OSError):
+                os.utime(part, ns=(ns, ns))
+        os.replace(part, target)
+    except OSError:
         with contextlib.suppress(OSError):
-            os.utime(part, ns=(ns, ns))
-    os.replace(part, target)
+            part.unlink()
+        raise
 
 
 async def get_folder(client: SatchelClient, remote: str, local: Path,
@@ -99,22 +107,7 @@ async def get_folder(client: SatchelClient, remote: str, local: Path,
 
             async def worker() -> None:
                 for e in todo:  # one shared iterator: each file goes to one worker
-                    stats = TransferStats()
-                    try:
-                        await client.download(e["path"], targets[e["path"]], stats=stats,
-                                              progress=lambda _total, _chunks: advance or _ignore)
-                    except SatchelError as exc:
-                        if exc.code is ErrorCode.unauthorized:
-                            raise
-                        result.refused.append(f"{e['path']}: {exc.message} [{exc.code.value}]")
-                        continue
-                    except OSError as exc:
-                        result.refused.append(f"{targets[e['path']]}: {exc.strerror or exc}")
-                        continue
-                    if stats.bytes_received == 0 and stats.bytes_reused == e["size"] and e["size"]:
-                        result.unchanged += 1
-                    else:
-                        result.transferred += 1
+                    await _download_one(client, e, targets[e["path"]], result, advance)
 
             for _ in range(min(FOLDER_TRANSFERS, len(big))):
                 group.create_task(worker())
@@ -127,10 +120,32 @@ def _ignore(_n: int) -> None:
     pass
 
 
+async def _download_one(client: SatchelClient, e: dict[str, Any], target: Path, result: FolderResult,
+                        advance: Callable[[int], None] | None) -> None:
+    """One file over HTTP, the listed revision (the big files, and small ones without batches)."""
+    if target.is_dir():  # never into it: that is not where this file goes
+        result.refused.append(f"{target}: a folder is where this file goes [{ErrorCode.is_a_directory.value}]")
+        return
+    stats = TransferStats()
+    try:
+        await client.download(e["path"], target, rev=e.get("rev"), stats=stats,
+                              progress=lambda _total, _chunks: advance or _ignore)
+    except SatchelError as exc:
+        if exc.code is ErrorCode.unauthorized:
+            raise
+        result.refused.append(f"{e['path']}: {exc.message} [{exc.code.value}]")
+        return
+    except OSError as exc:
+        result.refused.append(f"{target}: {exc.strerror or exc}")
+        return
+    if stats.bytes_received == 0 and stats.bytes_reused == e["size"] and e["size"]:
+        result.unchanged += 1
+    else:
+        result.transferred += 1
+
+
 async def _get_small(client: SatchelClient, files: list[dict[str, Any]], targets: dict[str, Path],
                      result: FolderResult, advance: Callable[[int], None] | None) -> None:
-    from python_client.live import LiveSession, error_of
-
     todo = []
     for e in files:
         if await asyncio.to_thread(_holds, targets[e["path"]], e):
@@ -141,33 +156,55 @@ async def _get_small(client: SatchelClient, files: list[dict[str, Any]], targets
             todo.append(e)
     if not todo:
         return
+    done: set[str] = set()
+    try:
+        await _fetch_batches(client, todo, targets, result, advance, done)
+    except NO_BATCHES as exc:
+        if isinstance(exc, SatchelError) and exc.code is ErrorCode.unauthorized:
+            raise
+        left = [e for e in todo if e["path"] not in done]
+        log.warning("WebSocket batches failed (%s); fetching the %d files left one by one", exc, len(left))
+        for e in left:
+            await _download_one(client, e, targets[e["path"]], result, advance)
+
+
+async def _fetch_batches(client: SatchelClient, todo: list[dict[str, Any]], targets: dict[str, Path],
+                         result: FolderResult, advance: Callable[[int], None] | None, done: set[str]) -> None:
+    """Fetch *todo* in ``fetch`` batches and put each file in place; *done* collects the paths
+    settled (placed or refused)."""
+    from python_client.live import LiveSession, error_of
+
     assert client.token is not None
     placed: set[Path] = set()
-    async with LiveSession.connect(client.server, client.token) as live:
-        for batch in fill(todo, lambda e: int(e["size"]), lambda _e: FETCH_BATCH_BYTES):
-            answers = await live.fetch([{"path": e["path"], "rev": e["rev"]} for e in batch])
-            if len(answers) != len(batch):
-                raise SatchelError(ErrorCode.unavailable, "the server answered a batch with the wrong number "
-                                   "of results")
-            writes = []
-            for e, answer in zip(batch, answers, strict=True):
-                try:
-                    if "error" in answer:
-                        raise error_of(answer["error"])
-                    data = fetched_bytes(answer, e["path"], e.get("content_hash"))
-                except SatchelError as exc:
-                    result.refused.append(f"{e['path']}: {exc.message} [{exc.code.value}]")
-                    continue
-                writes.append((e, asyncio.to_thread(_place, targets[e["path"]], data, e.get("mtime"))))
-            done = await asyncio.gather(*(w for _, w in writes), return_exceptions=True)
-            for (e, _), error in zip(writes, done, strict=True):
-                if isinstance(error, OSError):
-                    result.refused.append(f"{targets[e['path']]}: {error.strerror or error}")
-                elif isinstance(error, BaseException):
-                    raise error
-                else:
-                    result.transferred += 1
-                    placed.add(targets[e["path"]].parent)
-                    if advance:
-                        advance(e["size"])
-    await asyncio.gather(*(asyncio.to_thread(fsync_dir, d) for d in placed))
+    try:
+        async with LiveSession.connect(client.server, client.token) as live:
+            for batch in fill(todo, lambda e: int(e["size"]), lambda _e: FETCH_BATCH_BYTES):
+                answers = await live.fetch([{"path": e["path"], "rev": e["rev"]} for e in batch])
+                if len(answers) != len(batch):
+                    raise SatchelError(ErrorCode.unavailable, "the server answered a batch with the wrong "
+                                       "number of results")
+                writes = []
+                for e, answer in zip(batch, answers, strict=True):
+                    try:
+                        if "error" in answer:
+                            raise error_of(answer["error"])
+                        data = fetched_bytes(answer, e["path"], e.get("content_hash"))
+                    except SatchelError as exc:
+                        result.refused.append(f"{e['path']}: {exc.message} [{exc.code.value}]")
+                        done.add(e["path"])
+                        continue
+                    writes.append((e, asyncio.to_thread(_place, targets[e["path"]], data, e.get("mtime"))))
+                outcomes = await asyncio.gather(*(w for _, w in writes), return_exceptions=True)
+                for (e, _), error in zip(writes, outcomes, strict=True):
+                    if isinstance(error, OSError):
+                        result.refused.append(f"{targets[e['path']]}: {error.strerror or error}")
+                    elif isinstance(error, BaseException):
+                        raise error
+                    else:
+                        result.transferred += 1
+                        placed.add(targets[e["path"]].parent)
+                        if advance:
+                            advance(e["size"])
+                    done.add(e["path"])
+    finally:
+        await asyncio.gather(*(asyncio.to_thread(fsync_dir, d) for d in placed))

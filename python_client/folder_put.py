@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from websockets.exceptions import WebSocketException
+
 from python_client.api import SatchelClient
 from python_client.batching import COMMIT_BATCH_BYTES, SMALL_MAX, commit_body, commit_cost, fill
+from python_client.live import SessionClosed
 from python_client.transfer import Progress, TransferStats, same_as_head
 from server.core import paths
 from server.core.chunking import chunk_bytes
@@ -27,6 +30,10 @@ from server.core.errors import ErrorCode, SatchelError
 log = logging.getLogger(__name__)
 FOLDER_TRANSFERS = 4  # big files uploaded or downloaded at once
 CONFLICT_RETRIES = 3  # a file changed on the server between our listing and the batch
+# A WebSocket that cannot be had or breaks (a proxy that blocks it, a server without batches):
+# the files left go one by one over HTTP instead.
+NO_BATCHES: tuple[type[BaseException], ...] = (OSError, TimeoutError, SatchelError, WebSocketException,
+                                               SessionClosed)
 
 
 @dataclass
@@ -40,9 +47,9 @@ class FolderResult:
 class _Small:
     local: Path
     remote: str
-    data: bytes
-    mtime_ns: int
+    size: int
     parent_rev: int | None = None
+    done: bool = False
 
 
 def _walk(local: Path, result: FolderResult) -> tuple[list[Path], list[Path]]:
@@ -136,22 +143,7 @@ async def _put_all(client: SatchelClient, small: list[Path], big: list[Path], si
 
         async def worker() -> None:
             for f in todo:  # one shared iterator: each file goes to one worker
-                try:
-                    stats = TransferStats()
-                    await client.upload(f, remotes[f], stats=stats,
-                                        progress=lambda _total, _chunks: advance or _ignore)
-                    if stats.unchanged:
-                        result.unchanged += 1
-                        if advance:
-                            advance(sizes[f])
-                    else:
-                        result.transferred += 1
-                except SatchelError as exc:
-                    if exc.code is ErrorCode.unauthorized:
-                        raise
-                    result.refused.append(f"{f}: {exc.message} [{exc.code.value}]")
-                except OSError as exc:  # unreadable, or gone since the listing
-                    result.refused.append(f"{f}: {exc.strerror or exc}")
+                await _upload_one(client, f, remotes[f], result, advance, sizes[f])
 
         for _ in range(min(FOLDER_TRANSFERS, len(big))):
             group.create_task(worker())
@@ -172,8 +164,6 @@ def _read_small(f: Path) -> tuple[bytes, int]:
 
 async def _put_small(client: SatchelClient, files: list[tuple[Path, str]], result: FolderResult,
                      advance: Callable[[int], None] | None) -> None:
-    from python_client.live import LiveSession, error_of
-
     heads = await _heads(client, {paths.parent(r) for _, r in files})
     todo: list[_Small] = []
     for f, r in files:
@@ -191,33 +181,83 @@ async def _put_small(client: SatchelClient, files: list[tuple[Path, str]], resul
         if head is not None and head.get("kind") == "dir":
             result.refused.append(f"{f}: {r} is a folder on the server [{ErrorCode.is_a_directory.value}]")
             continue
-        todo.append(_Small(f, r, data, mtime_ns, head.get("rev") if head else None))
+        todo.append(_Small(f, r, len(data), head.get("rev") if head else None))  # bytes read again per batch
     if not todo:
         return
+    try:
+        await _commit_batches(client, todo, result, advance)
+    except NO_BATCHES as exc:
+        if isinstance(exc, SatchelError) and exc.code is ErrorCode.unauthorized:
+            raise
+        left = [s for s in todo if not s.done]
+        log.warning("WebSocket batches failed (%s); sending the %d files left one by one", exc, len(left))
+        for s in left:
+            await _upload_one(client, s.local, s.remote, result, advance, s.size)
+
+
+async def _upload_one(client: SatchelClient, f: Path, remote: str, result: FolderResult,
+                      advance: Callable[[int], None] | None, size: int) -> None:
+    """One file over HTTP, overwriting the head (the big files, and small ones without batches)."""
+    try:
+        stats = TransferStats()
+        await client.upload(f, remote, stats=stats, progress=lambda _total, _chunks: advance or _ignore)
+        if stats.unchanged:
+            result.unchanged += 1
+            if advance:
+                advance(size)
+        else:
+            result.transferred += 1
+    except SatchelError as exc:
+        if exc.code is ErrorCode.unauthorized:
+            raise
+        result.refused.append(f"{f}: {exc.message} [{exc.code.value}]")
+    except OSError as exc:  # unreadable, or gone since the listing
+        result.refused.append(f"{f}: {exc.strerror or exc}")
+
+
+async def _commit_batches(client: SatchelClient, todo: list[_Small], result: FolderResult,
+                          advance: Callable[[int], None] | None) -> None:
+    """Commit *todo* in ``commit_batch``es, reading each batch's files only when it goes (memory
+    stays at one frame); a conflict (changed on the server since the listing) is retried on the
+    head it names, as a put overwrites."""
+    from python_client.live import LiveSession, error_of
+
     assert client.token is not None
     async with LiveSession.connect(client.server, client.token) as live:
         for attempt in range(CONFLICT_RETRIES + 1):
-            again: list[_Small] = []
-            for batch in fill(todo, lambda s: commit_cost(s.remote, len(s.data)), lambda _s: COMMIT_BATCH_BYTES):
-                answers = await live.commit_batch([commit_body(s.remote, s.parent_rev, s.data, s.mtime_ns)
-                                                   for s in batch])
-                if len(answers) != len(batch):
+            for batch in fill(todo, lambda s: commit_cost(s.remote, s.size), lambda _s: COMMIT_BATCH_BYTES):
+                sent: list[tuple[_Small, int]] = []
+                bodies = []
+                for s in batch:
+                    try:
+                        data, mtime_ns = await asyncio.to_thread(_read_small, s.local)
+                    except OSError as exc:
+                        result.refused.append(f"{s.local}: {exc.strerror or exc}")
+                        s.done = True
+                        continue
+                    bodies.append(commit_body(s.remote, s.parent_rev, data, mtime_ns))
+                    sent.append((s, len(data)))
+                if not bodies:
+                    continue
+                answers = await live.commit_batch(bodies)
+                if len(answers) != len(sent):
                     raise SatchelError(ErrorCode.unavailable, "the server answered a batch with the wrong "
                                        "number of results")
-                for s, answer in zip(batch, answers, strict=True):
+                for (s, size), answer in zip(sent, answers, strict=True):
                     if "entry" in answer:
+                        s.done = True
                         result.transferred += 1
                         if advance:
-                            advance(len(s.data))
+                            advance(size)
                         continue
                     refusal = error_of(answer.get("error") or {})
                     head_rev = refusal.details.get("head_rev")
                     if refusal.code is ErrorCode.conflict and attempt < CONFLICT_RETRIES and \
                             (head_rev is None or isinstance(head_rev, int)):
                         s.parent_rev = head_rev  # someone changed it since the listing: overwrite, as put does
-                        again.append(s)
                     else:
+                        s.done = True
                         result.refused.append(f"{s.local}: {refusal.message} [{refusal.code.value}]")
-            todo = again
+            todo = [s for s in todo if not s.done]
             if not todo:
                 return

@@ -34,7 +34,7 @@ import msgpack
 
 from python_client.api import SLOW_TIMEOUT, SatchelClient, raise_for_error
 from python_client.chunk_cache import unchanged
-from server.core import chunking, pack
+from server.core import chunking, pack, paths
 from server.core.chunking import ChunkRef, hash_bytes, new_hasher
 from server.core.errors import ErrorCode, SatchelError
 
@@ -906,8 +906,8 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     if meta["kind"] != "file":
         raise SatchelError(ErrorCode.is_a_directory, f"{remote} is a folder", path=remote)
     target = Path(local)
-    if target.is_dir():
-        target = target / meta["name"]
+    if target.is_dir():  # the name asked for, not the server's answer (which could say "../x")
+        target = target / paths.name(paths.normalize(remote))
     part = target.with_name(target.name + PART_SUFFIX)
     part_existed = part.exists()
     usable = target.is_file() and not part_existed

@@ -176,3 +176,37 @@ async def test_a_local_file_where_a_folder_goes_is_reported_and_the_rest_comes_d
     result = await folder_get.get_folder(alice.client, "/T", dl)
     assert result.transferred == 1 and len(result.refused) >= 1
     assert (dl / "b.txt").read_text() == "b\n" and (dl / "sub").read_text() == "a file in the way\n"
+
+
+async def test_without_a_websocket_both_ways_still_work_one_file_at_a_time(alice, tmp_path, monkeypatch):
+    """A proxy that blocks WebSockets (or a server without batches): the files go over HTTP."""
+    from python_client.live import LiveSession
+
+    def no_websocket(*args, **kw):
+        raise OSError("the proxy refused the upgrade")
+
+    monkeypatch.setattr(LiveSession, "connect", no_websocket)
+    src = tmp_path / "W"
+    src.mkdir()
+    for i in range(6):
+        (src / f"{i}.txt").write_text(f"file {i}\n")
+    put = await folder_put.put_folder(alice.client, src, "/W")
+    assert (put.transferred, put.refused) == (6, [])
+    dl = tmp_path / "dl"
+    got = await folder_get.get_folder(alice.client, "/W", dl)
+    assert (got.transferred, got.refused) == (6, [])
+    assert _tree(dl) == _tree(src)
+
+
+async def test_a_local_folder_where_a_file_goes_is_refused_and_no_part_file_stays(alice, tmp_path):
+    src = tmp_path / "P"
+    src.mkdir()
+    (src / "small.txt").write_text("s\n")
+    random_file(src / "big.bin", 300_000)
+    assert (await folder_put.put_folder(alice.client, src, "/P")).refused == []
+    dl = tmp_path / "dl"
+    (dl / "small.txt").mkdir(parents=True)
+    (dl / "big.bin").mkdir()
+    result = await folder_get.get_folder(alice.client, "/P", dl)
+    assert result.transferred == 0 and len(result.refused) == 2
+    assert not list(dl.rglob("*.satchel-part")) and not list((dl / "big.bin").iterdir())

@@ -28,3 +28,49 @@ async def test_migrations_build_the_model_schema(engine, tmp_path):
         await db.close()
         if engine == "postgresql":
             postgres.drop_database(url)
+
+
+async def test_sqlite_writers_take_turns_and_a_stuck_turn_is_unavailable_not_a_hang(tmp_path, monkeypatch):
+    """Writers of one process queue on the writer lock (no busy-handler sleeps); one that cannot
+    get its turn within WRITER_WAIT gets ``unavailable``, as SQLite's busy timeout would say."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from server.core.errors import ErrorCode, SatchelError
+    from server.storage import db as dbmod
+
+    db = dbmod.Database(f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
+    async with db.write() as s:
+        await s.execute(text("CREATE TABLE t (n INTEGER)"))
+    order: list[int] = []
+
+    async def add(n: int) -> None:
+        async with db.write() as s:
+            await s.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+            await asyncio.sleep(0.01)
+            order.append(n)
+
+    await asyncio.gather(*(add(n) for n in range(10)))
+    assert order == list(range(10))  # first come, first served
+    monkeypatch.setattr(dbmod, "WRITER_WAIT", 0.2)
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with db.write() as s:
+            await s.execute(text("INSERT INTO t VALUES (100)"))
+            held.set()
+            await release.wait()
+
+    holder = asyncio.ensure_future(hold())
+    await held.wait()
+    with pytest.raises(SatchelError) as err:
+        await add(11)
+    assert err.value.code is ErrorCode.unavailable
+    release.set()
+    await holder
+    await add(12)  # the lock was not left taken by the one that gave up
+    async with db.read() as s:
+        assert (await s.execute(text("SELECT count(*) FROM t"))).scalar() == 12
+    await db.engine.dispose()

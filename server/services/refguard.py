@@ -5,7 +5,9 @@ a rewind) holds the guard *shared*; garbage collection holds it *exclusive* whil
 unreferenced chunk rows and expired revisions. So a collection can never decide "unreferenced"
 while a reference is being written, and a writer never builds on a row collection is removing.
 
-SQLite needs nothing: write transactions already run one at a time (``BEGIN IMMEDIATE``).
+SQLite needs nothing: a process's write transactions run one at a time from their start (the
+writer lock in ``server/storage/db.py``, taken before the session's first statement, which is
+when SQLAlchemy sends ``BEGIN IMMEDIATE``).
 PostgreSQL uses a transaction-scoped advisory lock, released at commit or rollback. Take it first
 in a transaction, before any row lock (the owner's row in ``quota.charge``, the namespace row in
 ``journal.append``), so that waiting on it can never close a lock cycle.

@@ -13,7 +13,6 @@ pure reads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +29,7 @@ from server.core.errors import ErrorCode, SatchelError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
+WRITER_WAIT = 30.0  # seconds a writer waits for its turn (SQLite's busy timeout is the same)
 
 
 def now_ms() -> int:
@@ -89,7 +89,7 @@ class Database:
         ``after_commit`` once the commit succeeded, never before and never after a rollback.
         """
         try:
-            async with self._writers or contextlib.nullcontext(), self._write() as session:
+            async with self._writer_turn(), self._write() as session:
                 async with session.begin():
                     yield session
                 entries = session.info.pop("journal", None)
@@ -101,6 +101,21 @@ class Database:
             raise SatchelError(ErrorCode.conflict, "a concurrent change got there first; try again") from exc
         except (OperationalError, DBAPIError) as exc:
             raise _unavailable(exc) from exc
+
+    @asynccontextmanager
+    async def _writer_turn(self) -> AsyncIterator[None]:
+        """This process's turn to write (SQLite), waiting at most WRITER_WAIT like the busy timeout."""
+        if self._writers is None:
+            yield
+            return
+        try:
+            await asyncio.wait_for(self._writers.acquire(), WRITER_WAIT)
+        except TimeoutError as exc:
+            raise SatchelError(ErrorCode.unavailable, "the database is busy; try again") from exc
+        try:
+            yield
+        finally:
+            self._writers.release()
 
     async def retry_races(self, attempt: Callable[[], Awaitable[T]], tries: int = 3) -> T:
         """Run *attempt* (one ``write`` transaction) again when a unique constraint caught a
