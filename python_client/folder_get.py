@@ -19,7 +19,7 @@ from typing import Any
 
 from python_client.api import SatchelClient
 from python_client.batching import FETCH_BATCH_BYTES, SMALL_MAX, fetched_bytes, fill, fsync_dir, write_durably
-from python_client.folder_put import FOLDER_TRANSFERS, NO_BATCHES, FolderResult, first_failure
+from python_client.folder_put import FOLDER_TRANSFERS, NO_BATCHES, FolderResult, first_failure, ignore_progress
 from python_client.transfer import PART_SUFFIX, Progress, TransferStats, mtime_ns_of
 from server.core import paths
 from server.core.chunking import chunk_bytes, content_hash
@@ -116,10 +116,6 @@ async def get_folder(client: SatchelClient, remote: str, local: Path,
     return result
 
 
-def _ignore(_n: int) -> None:
-    pass
-
-
 async def _download_one(client: SatchelClient, e: dict[str, Any], target: Path, result: FolderResult,
                         advance: Callable[[int], None] | None) -> None:
     """One file over HTTP, the listed revision (the big files, and small ones without batches)."""
@@ -129,7 +125,7 @@ async def _download_one(client: SatchelClient, e: dict[str, Any], target: Path, 
     stats = TransferStats()
     try:
         await client.download(e["path"], target, rev=e.get("rev"), stats=stats,
-                              progress=lambda _total, _chunks: advance or _ignore)
+                              progress=lambda _total, _chunks: advance or ignore_progress)
     except SatchelError as exc:
         if exc.code is ErrorCode.unauthorized:
             raise

@@ -149,8 +149,8 @@ async def _put_all(client: SatchelClient, small: list[Path], big: list[Path], si
             group.create_task(worker())
 
 
-def _ignore(_n: int) -> None:
-    pass
+def ignore_progress(_n: int) -> None:
+    """The progress callback of a transfer whose folder has no bar."""
 
 
 def _read_small(f: Path) -> tuple[bytes, int]:
@@ -200,7 +200,7 @@ async def _upload_one(client: SatchelClient, f: Path, remote: str, result: Folde
     """One file over HTTP, overwriting the head (the big files, and small ones without batches)."""
     try:
         stats = TransferStats()
-        await client.upload(f, remote, stats=stats, progress=lambda _total, _chunks: advance or _ignore)
+        await client.upload(f, remote, stats=stats, progress=lambda _total, _chunks: advance or ignore_progress)
         if stats.unchanged:
             result.unchanged += 1
             if advance:
