@@ -21,10 +21,11 @@ import mimetypes
 import os
 import queue
 import random
+import stat
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PART_SUFFIX = ".satchel-part"
+OLD_SUFFIX = ".satchel-old"  # a replaced version's second name while its blocks are freed (see _set_aside)
+SET_ASIDE_MIN = 8 * 1024 * 1024  # smaller files are freed faster than a link and a thread cost
 RUN_LIMIT = 64 * 1024 * 1024  # split big ranged downloads so they run in parallel
 FLUSH_EVERY = 64 * 1024 * 1024  # start writeback of a download every this many bytes
 RETRIES = 6
@@ -651,7 +654,7 @@ def _reuse_known(fd: int, chunks: list[dict[str, Any]], target: Path, base: list
     def copy(src: int, part: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [c for c in part if not _copy_if_same(src, fd, c, where[c["hash"]]["offset"])]
 
-    missed = _copy_from(target, local, copy, stats)
+    missed = _copy_from(target, fd, local, copy, stats)
     return sorted(needed + missed, key=lambda c: c["offset"])
 
 
@@ -675,10 +678,11 @@ def _reuse_shifted(fd: int, chunks: list[dict[str, Any]], target: Path, shifts: 
                 missed.append(c)
         return missed
 
-    return _copy_from(target, chunks, copy, stats)
+    return _copy_from(target, fd, chunks, copy, stats)
 
 
 REUSE_THREADS = 2  # BLAKE3 and pread/pwrite release the GIL: two cores
+WRITEBACK_PERIOD = 0.05  # seconds between write-backs of a part file filled from local copies
 
 
 async def _to_thread_to_the_end(fn: Callable[..., T], *args: Any) -> T:
@@ -706,17 +710,29 @@ def _copy_if_same(src: int, fd: int, c: dict[str, Any], at: int) -> bool:
     return True
 
 
-def _copy_from(target: Path, chunks: list[dict[str, Any]],
+def _copy_from(target: Path, fd: int, chunks: list[dict[str, Any]],
                copy: Callable[[int, list[dict[str, Any]]], list[dict[str, Any]]], stats: TransferStats
                ) -> list[dict[str, Any]]:
     """Run *copy* (old file's descriptor, chunks -> the chunks it missed) on REUSE_THREADS
-    contiguous slices of *chunks* at once; count what it copied; the chunks missed, in order."""
+    contiguous slices of *chunks* at once, while this thread keeps writing back what they wrote
+    to *fd* (the final fsync then waits for the tail only: 255 MiB, ~0.6 -> ~0.55 s here);
+    count what it copied; the chunks missed, in order."""
     step = max(1, len(chunks) // REUSE_THREADS + 1)
     with open(target, "rb", buffering=0) as src, \
             ThreadPoolExecutor(REUSE_THREADS, thread_name_prefix="satchel-reuse") as pool:
-        missed = [c for found in pool.map(lambda part: copy(src.fileno(), part),
-                                          [chunks[i:i + step] for i in range(0, len(chunks), step)])
-                  for c in found]
+        work = [pool.submit(copy, src.fileno(), chunks[i:i + step]) for i in range(0, len(chunks), step)]
+        running: set[Future[list[dict[str, Any]]]] = set(work)
+        failed: OSError | None = None
+        while running:
+            running = wait(running, timeout=WRITEBACK_PERIOD if failed is None else None).not_done
+            if running and failed is None:
+                try:
+                    os.fdatasync(fd)
+                except OSError as exc:  # reported once per descriptor: the final fsync would not see it
+                    failed = exc
+        missed = [c for f in work for c in f.result()]
+        if failed is not None:
+            raise failed
     stats.bytes_reused += sum(c["size"] for c in chunks) - sum(c["size"] for c in missed)
     return missed
 
@@ -742,17 +758,22 @@ class _PartFile:
         self.fd = fd
         self._threads = ThreadPoolExecutor(3, thread_name_prefix="satchel-write")
         self._unflushed = 0
-        self._flushing: Future[None] | None = None
+        self._flushes: list[Future[None]] = []
 
     async def write(self, data: bytes | memoryview, pos: int) -> None:
         await asyncio.wrap_future(self._threads.submit(os.pwrite, self.fd, data, pos))
         self._unflushed += len(data)
-        if self._unflushed >= FLUSH_EVERY and (self._flushing is None or self._flushing.done()):
+        if self._unflushed >= FLUSH_EVERY and (not self._flushes or self._flushes[-1].done()):
             self._unflushed = 0
-            self._flushing = self._threads.submit(os.fdatasync, self.fd)  # errors: the final fsync says
+            self._flushes.append(self._threads.submit(os.fdatasync, self.fd))
 
-    async def settle(self) -> None:
+    async def settle(self, check: bool = True) -> None:
+        """Wait for every write and flush; with *check*, raise a flush's error (a write-back error
+        is reported once per descriptor: the final fsync would not see it again)."""
         await asyncio.to_thread(self._threads.shutdown, True)
+        failed = [e for e in (f.exception() for f in self._flushes) if e is not None]
+        if check and failed:
+            raise failed[0]
 
 
 async def _fetch_run(client: SatchelClient, pool: ChunkHttp, out: _PartFile, file_id: int, rev: int,
@@ -969,10 +990,12 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
             except OSError as exc:  # e.g. a mount that does not let us set times: keep the bytes
                 log.warning("cannot set the modification time of %s: %s", target, exc)
         written = os.fstat(fd)
+        if flushing is not None:
+            await flushing  # its error is not reported again to the fsync below
         await asyncio.to_thread(os.fsync, fd)
         phases.mark("fsync")
     finally:
-        await out.settle()
+        await out.settle(check=False)
         if flushing is not None:
             with contextlib.suppress(OSError):
                 await flushing  # never close the descriptor under a running fdatasync
@@ -981,11 +1004,14 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     if replace_if is not None and not replace_if(target):
         part.unlink(missing_ok=True)
         raise SatchelError(ErrorCode.conflict, f"{target} changed during the download", path=remote)
+    aside = _set_aside(target)
     os.replace(part, target)
     with contextlib.suppress(OSError):
         dfd = os.open(target.parent, os.O_RDONLY)
         os.fsync(dfd)
         os.close(dfd)
+    if aside is not None:
+        asyncio.get_running_loop().run_in_executor(None, _unlink_quietly, aside)
     if client.chunk_cache is not None:
         # Still what this download wrote (no write since: that would have set a new mtime)?
         read_at = time.time_ns()
@@ -996,6 +1022,35 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     phases.mark("replace")
     log.debug("download %s: %s", remote, phases)
     return meta | {"local_path": str(target), "rev": listing["rev"], "chunks": pairs}
+
+
+def _set_aside(target: Path) -> Path | None:
+    """Give a big *target* a second name before a new version is renamed over it, so the rename
+    does not wait while the file system frees the old blocks (ext4: ~0.2 s for 255 MiB, a fifth
+    of a 1-byte edit's time on the receiving side); the caller unlinks that name in the background.
+    None when the target is small, not a regular file, or cannot be linked (the rename frees it),
+    or when the name is taken: a crash may leave an old version there, but so may a user have a
+    file of that name, and it is not ours to delete."""
+    aside = target.with_name(target.name + OLD_SUFFIX)
+    try:
+        st = os.lstat(target)
+    except OSError:  # not there (a new file), or not ours to look at: the rename says
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size < SET_ASIDE_MIN:
+        return None
+    try:
+        os.link(target, aside, follow_symlinks=False)  # FileExistsError: name taken
+    except OSError as exc:
+        log.debug("cannot set %s aside: %s", target, exc)
+        return None
+    return aside
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("cannot remove %s: %s", path, exc)
 
 
 def mtime_ns_of(iso: str) -> int:

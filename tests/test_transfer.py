@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -184,6 +186,78 @@ async def test_interrupted_download_resumes_and_reuses_local_chunks(alice, tmp_p
     await alice.client.download("/v.bin", target, stats=stats)
     assert sha(target) == sha(edited)
     assert stats.bytes_received < 600_000, stats
+
+
+@pytest.mark.parametrize("name_taken", [False, True])
+async def test_a_big_replaced_file_is_set_aside_and_freed_after_the_rename(alice, tmp_path, monkeypatch, name_taken):
+    from python_client import transfer
+    src = random_file(tmp_path / "v1.bin", transfer.SET_ASIDE_MIN + 1)
+    await alice.client.upload(src, "/v.bin")
+    target = tmp_path / "v.out"
+    await alice.client.download("/v.bin", target)
+    old_inode = target.stat().st_ino
+    aside = target.with_name(target.name + transfer.OLD_SUFFIX)
+    if name_taken:  # a user's file of that name is never touched
+        aside.write_bytes(b"mine")
+    freed: list[tuple[Path, int]] = []
+    unlink = transfer._unlink_quietly
+
+    def record(path: Path) -> None:
+        freed.append((path, path.stat().st_ino))
+        unlink(path)
+
+    monkeypatch.setattr(transfer, "_unlink_quietly", record)
+    data = bytearray(src.read_bytes())
+    data[100:100] = b"edit"
+    (tmp_path / "v2.bin").write_bytes(bytes(data))
+    await alice.client.upload(tmp_path / "v2.bin", "/v.bin")
+    await alice.client.download("/v.bin", target)
+    for _ in range(100):  # the second name goes in the background
+        if name_taken or not aside.exists():
+            break
+        await asyncio.sleep(0.02)
+    assert sha(target) == sha(tmp_path / "v2.bin")
+    if name_taken:
+        assert freed == [] and aside.read_bytes() == b"mine"
+    else:
+        assert freed == [(aside, old_inode)] and not aside.exists()
+
+
+async def test_a_failed_write_back_fails_the_download_and_keeps_the_old_file(alice, tmp_path, monkeypatch):
+    """A write-back error is reported once per descriptor: a background flush that meets it must
+    fail the download, or the final fsync would succeed and a damaged file be renamed in."""
+    from python_client import transfer
+    src = random_file(tmp_path / "v1.bin", 3_000_000)
+    await alice.client.upload(src, "/w.bin")
+    target = tmp_path / "w.out"
+    first = await alice.client.download("/w.bin", target)
+    data = bytearray(src.read_bytes())
+    data[1_000_000:1_000_000] = b"edit"
+    (tmp_path / "v2.bin").write_bytes(bytes(data))
+    await alice.client.upload(tmp_path / "v2.bin", "/w.bin")
+    monkeypatch.setattr(transfer, "WRITEBACK_PERIOD", 0.001)
+    monkeypatch.setattr(transfer, "FLUSH_EVERY", 1)
+    copy = transfer._copy_if_same
+
+    def slow_copy(*args: Any) -> bool:  # the copy outlasts a write-back period
+        time.sleep(0.002)
+        return copy(*args)
+
+    monkeypatch.setattr(transfer, "_copy_if_same", slow_copy)
+    flushes = []
+
+    def failing(fd: int) -> None:
+        flushes.append(fd)
+        raise OSError(errno.EIO, "injected write-back error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)  # os.fsync, the final one, still succeeds
+    # Filled from the old copy while it is written back, then fetched into a new file.
+    for local, base in ((target, (first["id"], first["rev"])), (tmp_path / "new.out", None)):
+        flushes.clear()
+        with pytest.raises(OSError, match="injected"):
+            await alice.client.download("/w.bin", local, base=base)
+        assert flushes
+    assert sha(target) == sha(src) and not (tmp_path / "new.out").exists()
 
 
 async def test_an_unchanged_file_is_not_hashed_again_and_a_changed_one_always_is(alice, tmp_path, monkeypatch):

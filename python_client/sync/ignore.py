@@ -17,6 +17,7 @@ IGNORE_FILE = ".satchelignore"
 DEFAULTS = [
     "/.satchel/",               # this folder's state, trash and log
     "*.satchel-part",           # downloads in progress
+    "*.satchel-old",            # a replaced version, removed once its rename is done
     ".DS_Store", "Thumbs.db", "desktop.ini", "Icon\r",
     "*.swp", "*.swo", "*.swx", "*~", ".#*", "#*#",  # editor swap, backup and lock files
     ".~lock.*#", "~$*",         # LibreOffice and MS Office lock files
