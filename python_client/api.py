@@ -260,10 +260,17 @@ class SatchelClient:
                                                     timeout=SLOW_TIMEOUT)
         return result
 
-    async def chunk_list(self, file_id: int, rev: int | None = None, offset: int = 0) -> dict[str, Any]:
+    async def chunk_list(self, file_id: int, rev: int | None = None, offset: int = 0, *,
+                         limit: int | None = None, urls: bool = True) -> dict[str, Any]:
+        """A page of the chunk list; *urls* False leaves out the signed URLs (faster: ``direct``
+        in the answer tells whether fetching needs them)."""
         params: dict[str, Any] = {"offset": offset}
         if rev is not None:
             params["rev"] = rev
+        if limit is not None:
+            params["limit"] = limit
+        if not urls:
+            params["urls"] = 0
         result: dict[str, Any] = await self.request("GET", f"/api/v1/files/{file_id}/chunks", params=params)
         return result
 

@@ -599,11 +599,12 @@ async def _send_packs(client: SatchelClient, pool: ChunkHttp, fd: int, info: dic
 # ------------------------------------------------------------------------- download
 
 async def _all_chunks(client: SatchelClient, file_id: int, rev: int | None) -> dict[str, Any]:
-    first = await client.chunk_list(file_id, rev)
+    """Every page of a revision's chunk list, without URLs (``_add_urls`` gets those it needs)."""
+    first = await client.chunk_list(file_id, rev, urls=False)
     chunks = list(first["chunks"])
     nxt = first["next_offset"]
     while nxt is not None:
-        page = await client.chunk_list(file_id, first["rev"], nxt)
+        page = await client.chunk_list(file_id, first["rev"], nxt, urls=False)
         chunks.extend(page["chunks"])
         nxt = page["next_offset"]
     first["chunks"] = chunks
@@ -891,15 +892,51 @@ async def _base_list(client: SatchelClient, base: tuple[int, int]) -> list[dict[
         raise
 
 
+URL_PAGES = 8  # chunks to fetch in more runs than this get their URLs from one pass over the list
+
+
+async def _add_urls(client: SatchelClient, file_id: int, rev: int, needed: list[dict[str, Any]]) -> None:
+    """Give the chunks to fetch (listed without URLs) their presigned URLs: a page per run of
+    consecutive chunks (a small edit: one short request), or, in many runs, every page from
+    the first of them on."""
+    by_index = {c["index"]: c for c in needed}
+    runs: list[list[int]] = []
+    for i in sorted(by_index):
+        if runs and runs[-1][-1] + 1 == i:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    if len(runs) > URL_PAGES:
+        runs = [[runs[0][0], runs[-1][-1]]]
+
+    async def span(first: int, last: int) -> None:
+        while first <= last:  # a page holds at most 10,000 chunks
+            page = (await client.chunk_list(file_id, rev, first, limit=last - first + 1))["chunks"]
+            if not page:
+                return
+            for fresh in page:
+                mine = by_index.get(fresh["index"])
+                if mine is not None and mine["hash"] == fresh["hash"]:
+                    mine["url"] = fresh["url"]
+            first = page[-1]["index"] + 1
+
+    await asyncio.gather(*(span(r[0], r[-1]) for r in runs))
+    if any("url" not in c for c in needed):
+        raise SatchelError(ErrorCode.unavailable, "the server listed no URL for a chunk to fetch")
+
+
 async def _fetch_chunks(client: SatchelClient, pool: ChunkHttp, out: _PartFile, file_id: int, rev: int,
-                        needed: list[dict[str, Any]], stats: TransferStats, advance: Progress | None) -> None:
-    """Fetch *needed* into the part file: byte ranges from this server, or presigned URLs."""
+                        needed: list[dict[str, Any]], stats: TransferStats, advance: Progress | None,
+                        direct: bool) -> None:
+    """Fetch *needed* into the part file: byte ranges from this server, or presigned URLs when
+    the chunks are *direct* from an object store."""
     if not needed:
         return
-    if all(c["url"].startswith(client.server) for c in needed[:1]):
+    if not direct:
         await _pool(client.parallel // 2 or 1, _runs(needed),
                     lambda run: _fetch_run(client, pool, out, file_id, rev, run, stats, advance))
     else:
+        await _add_urls(client, file_id, rev, needed)
         renewal = _UrlRenewal(client, file_id, rev, needed)
         await _pool(client.parallel, needed, lambda c: _fetch_direct(pool, out, c, renewal, stats, advance))
 
@@ -981,7 +1018,8 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
         phases.mark("reuse local")
         advance = progress(sum(c["size"] for c in needed), len(needed)) if progress else None
         if needed:
-            await _fetch_chunks(client, pool.get(), out, meta["id"], listing["rev"], needed, stats, advance)
+            await _fetch_chunks(client, pool.get(), out, meta["id"], listing["rev"], needed, stats, advance,
+                                bool(listing["direct"]))
         await out.settle()
         phases.mark("fetch")
         if meta.get("mtime"):  # set before the rename: the file never shows with the download's time

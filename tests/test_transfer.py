@@ -21,7 +21,7 @@ from server.core import chunking
 from server.core.chunking import chunk_file, hash_bytes
 from server.core.errors import ErrorCode, SatchelError
 from server.storage.blobs.segments import stored_keys
-from tests.conftest import PASSWORD, api, random_file
+from tests.conftest import PASSWORD, api, random_file, several_chunks
 from tests.harness.server import VENV_BIN
 
 
@@ -162,6 +162,29 @@ async def test_range_requests(alice, tmp_path, server):
     assert bad.headers["content-range"] == "bytes */1000000"
     cached = api(server, "GET", url, alice.client.token, headers={"If-None-Match": full.headers["etag"]})
     assert cached.status_code == 304
+
+
+async def test_a_chunk_list_without_urls_then_the_urls_of_the_chunks_to_fetch(alice, tmp_path, server):
+    from python_client import transfer
+    src = tmp_path / "l.bin"
+    src.write_bytes(several_chunks(2_000_000, at_least=5))
+    entry = await alice.client.upload(src, "/l.bin")
+    route = f"/api/v1/files/{entry['id']}/chunks"
+    full = api(server, "GET", route, alice.client.token).json()
+    bare = api(server, "GET", route + "?urls=0", alice.client.token).json()
+    assert all(c.pop("url") for c in full["chunks"]) and full == bare
+    assert isinstance(bare["direct"], bool)
+    for bad in ("2", "x", "-1", "1.0"):
+        r = api(server, "GET", f"{route}?urls={bad}", alice.client.token)
+        assert r.status_code == 400 and r.json()["error"] == "bad_request", bad
+    # Two runs of chunks to fetch (0; 2-3) get working URLs; the others get none.
+    needed = [c for c in bare["chunks"] if c["index"] in (0, 2, 3)]
+    await transfer._add_urls(alice.client, entry["id"], entry["rev"], needed)
+    data = src.read_bytes()
+    for c in needed:
+        got = httpx.get(c["url"], timeout=30)
+        assert got.status_code == 200 and got.content == data[c["offset"]:c["offset"] + c["size"]]
+    assert not any("url" in c for c in bare["chunks"] if c["index"] not in (0, 2, 3))
 
 
 async def test_interrupted_download_resumes_and_reuses_local_chunks(alice, tmp_path):

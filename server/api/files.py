@@ -112,12 +112,16 @@ async def file_info(request: Request) -> Response:
 
 
 async def file_chunks(request: Request) -> Response:
-    """The chunk list of a revision (default: head) with signed download URLs. Query: rev, offset, limit."""
+    """The chunk list of a revision (default: head) with signed download URLs unless urls=0.
+    Query: rev, offset, limit, urls."""
     who = await principal(request)
+    urls = query_int(request, "urls", 1)
+    if urls not in (0, 1):
+        raise SatchelError(ErrorCode.bad_request, "'urls' must be 0 or 1", field="urls")
     return JSONResponse(await downloads.chunk_list(
         services(request), who, path_int(request, "file_id"), query_int(request, "rev"),
         query_int(request, "offset", 0) or 0, query_int(request, "limit", 10_000) or 10_000,
-        base_url(request)))
+        base_url(request), urls=bool(urls)))
 
 
 async def file_content(request: Request) -> Response:
