@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 
 import pytest
@@ -182,3 +183,25 @@ def test_the_dummy_password_hash_costs_what_a_real_one_does():
 
     assert not passwords._hasher.check_needs_rehash(passwords._DUMMY_HASH)
     assert passwords._hasher.verify(passwords._DUMMY_HASH, "satchel-dummy-password")
+
+
+def test_a_new_version_keeps_its_parents_cut_within_one_step() -> None:
+    from server.core.chunking import MIN_AVG_CHUNK, SMALL_FILE_LIMIT, chunk_bytes, cut_size, fits_cut
+
+    parent = [r.size for r in chunk_bytes(os.urandom(8 * 1024 * 1024))]  # cut with 64 KiB
+    assert fits_cut(parent, MIN_AVG_CHUNK) and not fits_cut(parent, 2 * MIN_AVG_CHUNK)
+    assert cut_size(SMALL_FILE_LIMIT, parent) == SMALL_FILE_LIMIT  # its own cut anyway
+    assert cut_size(SMALL_FILE_LIMIT + 1, parent) == SMALL_FILE_LIMIT  # one step up: the parent's
+    assert cut_size(2 * SMALL_FILE_LIMIT + 1, parent) == 2 * SMALL_FILE_LIMIT + 1  # two steps: its own
+    assert cut_size(SMALL_FILE_LIMIT + 1, None) == SMALL_FILE_LIMIT + 1
+    assert cut_size(SMALL_FILE_LIMIT + 1, []) == SMALL_FILE_LIMIT + 1
+    # Sizes that fit the new average too (all chunks at a maximum: constant bytes) take it.
+    same = [4 * MIN_AVG_CHUNK] * 100
+    assert cut_size(SMALL_FILE_LIMIT + 1, same) == SMALL_FILE_LIMIT + 1
+    # A file that shrank below a step keeps the bigger chunks of its parent.
+    data = random.Random(1).randbytes(16 * 1024 * 1024)
+    bigger = [c.length for c in chunking._chunker(2 * SMALL_FILE_LIMIT).cut_buf(data)]
+    assert not fits_cut(bigger, MIN_AVG_CHUNK)
+    assert cut_size(SMALL_FILE_LIMIT - 1, bigger) == 2 * SMALL_FILE_LIMIT
+    assert chunking.neighbour_cut_sizes(SMALL_FILE_LIMIT + 1) == [SMALL_FILE_LIMIT, 4 * SMALL_FILE_LIMIT]
+    assert chunking.neighbour_cut_sizes(100) == [2 * SMALL_FILE_LIMIT]  # no step below 64 KiB

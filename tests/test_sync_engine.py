@@ -232,6 +232,42 @@ async def test_delta_upload_and_download_reuse(devs: list[Dev]) -> None:
     assert a.engine.executor.totals.bytes_received == before and a.read("copy.bin") == bytes(data)
 
 
+async def test_an_edit_across_a_chunk_size_step_keeps_the_synced_cut(devs: list[Dev], monkeypatch) -> None:
+    """A file that grows past a chunk-size step is cut like its synced version (chunking.cut_size):
+    a 1-byte insert is one WebSocket frame, and the other device reuses every other chunk. Cut
+    by its own size it would share no chunk with its parent. The step is moved down to 4 MiB
+    here (64 chunks, in this process: clients cut, the server does not)."""
+    from server.core import chunking
+    from tests.conftest import random_file
+
+    monkeypatch.setattr(chunking, "TARGET_CHUNKS", 64)
+    step = chunking.MIN_AVG_CHUNK * 64
+    a, b, _ = devs
+    big = random_file(a.root / "big.bin", step, seed=5)
+    await a.sync()
+    await b.sync()
+    data = bytearray(big.read_bytes())
+    data[step // 2:step // 2] = b"!"
+    assert chunking.avg_chunk_size(len(data)) != chunking.avg_chunk_size(step)
+    big.write_bytes(bytes(data))
+    before_a, before_b = a.engine.executor.totals.bytes_sent, b.engine.executor.totals.bytes_received
+    await a.sync()
+    sent = a.engine.executor.totals.bytes_sent - before_a
+    assert 0 < sent < 400_000, f"a 1-byte insert across the step sent {sent} bytes"
+    assert a.engine.executor.delta_commits == 1
+    await b.sync()
+    assert b.read("big.bin") == bytes(data)
+    assert b.engine.executor.totals.bytes_received - before_b < 400_000
+    # A new device holding the same bytes already: its own cut differs from the kept one, but it
+    # finds the one the server's content hash names: no conflicted copy, nothing sent.
+    c = devs[2]
+    c.write("big.bin", bytes(data))
+    await c.sync()
+    assert sorted(p.name for p in c.root.iterdir() if not p.name.startswith(".")) == ["big.bin"]
+    assert c.engine.executor.totals.bytes_sent == 0
+    assert set(await server_tree(a.client)) == {"/big.bin"}
+
+
 async def test_many_small_files_go_in_batches_and_conflicts_stay_per_file(devs: list[Dev]) -> None:
     """Small files travel in WebSocket batches both ways; a conflict inside a batch refuses that
     file alone: both versions survive, the rest of the batch commits."""

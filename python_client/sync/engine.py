@@ -77,7 +77,8 @@ def views(state: State, root: Path, excludes: Iterable[str], settle: float, fold
     clashes = case_clashes(remote) if fold_case else {}
     for p in clashes:
         remote = {q: n for q, n in remote.items() if not paths.is_within(q, p)}
-    found = scan(root, synced, ignore, settle=settle, finished=finished)
+    found = scan(root, synced, ignore, settle=settle, finished=finished,
+                 parent_chunks=lambda sn: state.chunks_of(sn.content_hash), remote=remote)
     found.problems.update(clashes)
     found.problems.update({d: LOST_SHARE for d in detached})
     now = time.time()

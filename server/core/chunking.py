@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -40,6 +40,37 @@ def avg_chunk_size(file_size: int) -> int:
     while avg < MAX_AVG_CHUNK and avg * TARGET_CHUNKS < file_size:
         avg *= 2
     return avg
+
+
+def fits_cut(sizes: Sequence[int], avg: int) -> bool:
+    """Could chunks of these sizes (in file order) come from a cut with average *avg*? FastCDC
+    keeps each chunk in [avg/4, 4 avg], the last one only under the maximum."""
+    lo, hi = avg // 4, 4 * avg
+    return bool(sizes) and all(lo <= n <= hi for n in sizes[:-1]) and sizes[-1] <= hi
+
+
+def cut_size(new_size: int, parent_sizes: Sequence[int] | None) -> int:
+    """The size to cut a new version of *new_size* bytes as (``as_size``), given its parent's
+    chunk sizes: its own size, unless the parent was cut one average-size step away from this
+    size's average (and could not have been cut with it): then that step's. So an edit across a
+    step (a 256 MiB file that grows by a byte) keeps every unedited chunk of its parent instead
+    of none, until the file has doubled past the step. Without the parent's list (another
+    client, a first upload) a file is cut by its own size, which the server handles too (its
+    chunks are found in the parent's bytes, ``server.services.derive``)."""
+    natural = avg_chunk_size(new_size)
+    if not parent_sizes or fits_cut(parent_sizes, natural):
+        return new_size
+    for avg in (natural // 2, natural * 2):
+        if MIN_AVG_CHUNK <= avg <= MAX_AVG_CHUNK and fits_cut(parent_sizes, avg):
+            return avg * TARGET_CHUNKS  # the largest size cut with *avg*
+    return new_size
+
+
+def neighbour_cut_sizes(size: int) -> list[int]:
+    """The sizes (``as_size``) of the cuts one step either side of *size*'s own: the cuts a
+    version kept from its parent can have (``cut_size``)."""
+    natural = avg_chunk_size(size)
+    return [avg * TARGET_CHUNKS for avg in (natural // 2, natural * 2) if MIN_AVG_CHUNK <= avg <= MAX_AVG_CHUNK]
 
 
 def hash_bytes(data: bytes | memoryview) -> bytes:
