@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from server.core.chunking import chunk_bytes, content_hash
 from server.core.errors import ErrorCode, SatchelError
+from server.core.fileio import pwrite_all
 
 SMALL_MAX = 192 * 1024  # files up to this size go inline over the WebSocket (commit or batch)
 # An upload batch fills most of a frame (1 MiB): each one is a transaction and an fsync on the
@@ -75,9 +76,7 @@ def write_durably(part: Path, data: bytes) -> None:
     """Write *data* to the new file *part* and fsync it (before it is renamed into place)."""
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        pwrite_all(fd, data, 0)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -38,6 +38,7 @@ from python_client.chunk_cache import unchanged
 from server.core import chunking, pack, paths
 from server.core.chunking import ChunkRef, hash_bytes, new_hasher
 from server.core.errors import ErrorCode, SatchelError
+from server.core.fileio import pwrite_all
 
 if TYPE_CHECKING:
     from python_client.chunk_http import ChunkHttp
@@ -633,7 +634,7 @@ def _reuse_local(fd: int, size: int, chunks: list[dict[str, Any]], part_existed:
         def write(ref: ChunkRef, data: bytes, wanted: dict[tuple[bytes, int], list[int]] = wanted) -> None:
             # bytes just hashed: written as they are
             for at in wanted.pop((ref.digest, ref.size), ()):
-                os.pwrite(fd, data, at)
+                pwrite_all(fd, data, at)
                 stats.bytes_reused += ref.size
 
         chunk_file_pipelined(source, as_size=size, each=write)
@@ -707,7 +708,7 @@ def _copy_if_same(src: int, fd: int, c: dict[str, Any], at: int) -> bool:
     data = os.pread(src, c["size"], at)
     if len(data) != c["size"] or hash_bytes(data).hex() != c["hash"]:
         return False
-    os.pwrite(fd, data, c["offset"])
+    pwrite_all(fd, data, c["offset"])
     return True
 
 
@@ -762,7 +763,7 @@ class _PartFile:
         self._flushes: list[Future[None]] = []
 
     async def write(self, data: bytes | memoryview, pos: int) -> None:
-        await asyncio.wrap_future(self._threads.submit(os.pwrite, self.fd, data, pos))
+        await asyncio.wrap_future(self._threads.submit(pwrite_all, self.fd, data, pos))
         self._unflushed += len(data)
         if self._unflushed >= FLUSH_EVERY and (not self._flushes or self._flushes[-1].done()):
             self._unflushed = 0

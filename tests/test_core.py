@@ -205,3 +205,19 @@ def test_a_new_version_keeps_its_parents_cut_within_one_step() -> None:
     assert cut_size(SMALL_FILE_LIMIT - 1, bigger) == 2 * SMALL_FILE_LIMIT
     assert chunking.neighbour_cut_sizes(SMALL_FILE_LIMIT + 1) == [SMALL_FILE_LIMIT, 4 * SMALL_FILE_LIMIT]
     assert chunking.neighbour_cut_sizes(100) == [2 * SMALL_FILE_LIMIT]  # no step below 64 KiB
+
+
+def test_pwrite_all_finishes_short_writes_and_refuses_no_progress(tmp_path, monkeypatch) -> None:
+    from server.core import fileio
+
+    real = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, at: real(fd, bytes(data)[:3], at))  # short writes
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        fileio.pwrite_all(fd, b"0123456789", 5)
+        assert os.pread(fd, 20, 0) == b"\0" * 5 + b"0123456789"
+        monkeypatch.setattr(os, "pwrite", lambda fd, data, at: 0)
+        with pytest.raises(OSError, match="wrote 0"):
+            fileio.pwrite_all(fd, b"x", 0)
+    finally:
+        os.close(fd)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from server.core.chunking import new_hasher
 from server.core.errors import ErrorCode, SatchelError
+from server.core.fileio import pwrite_all
 from server.storage.blobs import segments as fmt
 from server.storage.blobs.base import BlobKey, DirectUrl
 
@@ -284,10 +285,8 @@ class LocalBlobStore:
                 part = view[i:i + WRITE_SLICE]
                 if hasher is not None:
                     hasher.update(part)
-                while part:  # page-cache writes are microseconds: no thread hop needed
-                    done = os.pwrite(fd, part, at)
-                    at += done
-                    part = part[done:]
+                pwrite_all(fd, part, at)  # page-cache writes are microseconds: no thread hop needed
+                at += len(part)
         if received != size:
             raise SatchelError(ErrorCode.size_mismatch, f"chunk has {received} bytes, announced {size}",
                                expected=size, received=received)
@@ -305,7 +304,7 @@ class LocalBlobStore:
         start = w.size
         usable = True
         try:
-            os.pwrite(w.fd, fmt.header(key.owner_id, key.digest, size), start)
+            pwrite_all(w.fd, fmt.header(key.owner_id, key.digest, size), start)
             await self._consume_verified(key, size, body, w.fd, start + fmt.HEADER_SIZE, hashed=hashed)
         except BaseException as exc:
             try:  # back to the last complete record, so the segment stays a run of records
@@ -548,7 +547,7 @@ class LocalBlobStore:
                 def copy() -> None:
                     pos = start
                     for owner, digest, off, n in live:
-                        os.pwrite(w.fd, fmt.header(owner, digest, n), pos)
+                        pwrite_all(w.fd, fmt.header(owner, digest, n), pos)
                         left, at, to = n, off, pos + fmt.HEADER_SIZE
                         while left:  # in the kernel: no copy through user space
                             done = os.copy_file_range(src, w.fd, left, at, to)
