@@ -8,6 +8,7 @@ here); a ``commit_batch`` of a few hundred small files costs about the same once
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import os
 from collections.abc import Callable, Sequence
@@ -17,6 +18,8 @@ from typing import Any, TypeVar
 from server.core.chunking import chunk_bytes, content_hash
 from server.core.errors import ErrorCode, SatchelError
 from server.core.fileio import pwrite_all
+
+log = logging.getLogger(__name__)
 
 SMALL_MAX = 192 * 1024  # files up to this size go inline over the WebSocket (commit or batch)
 # An upload batch fills most of a frame (1 MiB): each one is a transaction and an fsync on the
@@ -72,11 +75,17 @@ def fetched_bytes(answer: dict[str, Any], path: str, expected_hash: str | None =
     return data
 
 
-def write_durably(part: Path, data: bytes) -> None:
-    """Write *data* to the new file *part* and fsync it (before it is renamed into place)."""
+def write_durably(part: Path, data: bytes, mtime_ns: int | None = None) -> None:
+    """Write *data* to the new file *part*, give it the modification time *mtime_ns* (exact, and
+    durable with the bytes), and fsync it (before it is renamed into place)."""
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         pwrite_all(fd, data, 0)
+        if mtime_ns is not None:
+            try:
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+            except OSError as exc:  # e.g. a mount that does not let us set times: keep the bytes
+                log.warning("cannot set the modification time of %s: %s", part, exc)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -65,11 +65,7 @@ def _holds(target: Path, entry: dict[str, Any]) -> bool:
 def _place(target: Path, data: bytes, mtime: str | None) -> None:
     part = target.with_name(target.name + PART_SUFFIX)
     try:
-        write_durably(part, data)
-        if mtime:
-            ns = mtime_ns_of(mtime)
-            with contextlib.suppress(OSError):
-                os.utime(part, ns=(ns, ns))
+        write_durably(part, data, mtime_ns_of(mtime) if mtime else None)
         os.replace(part, target)
     except OSError:
         with contextlib.suppress(OSError):

@@ -268,6 +268,17 @@ async def test_an_edit_across_a_chunk_size_step_keeps_the_synced_cut(devs: list[
     assert set(await server_tree(a.client)) == {"/big.bin"}
 
 
+async def test_a_small_file_arrives_with_its_exact_modification_time(devs: list[Dev]) -> None:
+    """Set on the part file before its fsync, in integer nanoseconds (a float of seconds would
+    come out a nanosecond off, and the millisecond the server keeps could then read one lower)."""
+    a, b, _ = devs
+    f = a.write("when.txt", b"what time is it")
+    os.utime(f, ns=(1_764_277_200_123_456_789,) * 2)
+    await a.sync()
+    await b.sync()
+    assert (b.root / "when.txt").stat().st_mtime_ns == 1_764_277_200_123_000_000
+
+
 async def test_many_small_files_go_in_batches_and_conflicts_stay_per_file(devs: list[Dev]) -> None:
     """Small files travel in WebSocket batches both ways; a conflict inside a batch refuses that
     file alone: both versions survive, the rest of the batch commits."""

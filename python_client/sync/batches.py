@@ -148,8 +148,8 @@ async def download(live: LiveSession, root: Path, state: State, group: list[Acti
             continue
         parts.append((a, answer, target, target.with_name(target.name + PART_SUFFIX), data))
     t1 = time.perf_counter()
-    written = await asyncio.gather(*(asyncio.to_thread(write_durably, part, data) for _, _, _, part, data in parts),
-                                   return_exceptions=True)
+    written = await asyncio.gather(*(asyncio.to_thread(write_durably, part, data, int(answer["mtime"]) * 1_000_000)
+                                     for _, answer, _, part, data in parts), return_exceptions=True)
     t2 = time.perf_counter()
     placed: list[tuple[Action, dict[str, Any], Path]] = []
     for (a, answer, target, part, data), error in zip(parts, written, strict=True):
@@ -162,8 +162,6 @@ async def download(live: LiveSession, root: Path, state: State, group: list[Acti
             results.append((a, Stale()))
             continue
         os.replace(part, target)
-        ts = answer["mtime"] / 1000
-        os.utime(target, (ts, ts))
         stats.bytes_received += len(data)
         placed.append((a, answer, target))
     t3 = time.perf_counter()
