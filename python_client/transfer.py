@@ -893,7 +893,16 @@ async def _base_list(client: SatchelClient, base: tuple[int, int]) -> list[dict[
         raise
 
 
-URL_PAGES = 8  # chunks to fetch in more runs than this get their URLs from one pass over the list
+URL_PAGES = 8  # chunks to fetch in more runs than this get their URLs from one span of the list
+
+
+def _direct(client: SatchelClient, listing: dict[str, Any]) -> bool:
+    """Are the listed chunks fetched from an object store? A server before protocol 0.9 does not
+    say, and lists URLs anyway: one that is not this server's says so."""
+    if "direct" in listing:
+        return bool(listing["direct"])
+    chunks = listing["chunks"]
+    return bool(chunks) and "url" in chunks[0] and not str(chunks[0]["url"]).startswith(client.server)
 
 
 async def _add_urls(client: SatchelClient, file_id: int, rev: int, needed: list[dict[str, Any]]) -> None:
@@ -997,6 +1006,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     pool = _Pool(client.parallel)
     out = _PartFile(fd)
     flushing: asyncio.Future[None] | None = None
+    unreliable = False  # a write or write-back failed: the part file's bytes are not to be trusted
     try:
         os.ftruncate(fd, listing["size"])
         known = await known_list if known_list is not None else \
@@ -1020,7 +1030,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
         advance = progress(sum(c["size"] for c in needed), len(needed)) if progress else None
         if needed:
             await _fetch_chunks(client, pool.get(), out, meta["id"], listing["rev"], needed, stats, advance,
-                                bool(listing["direct"]))
+                                _direct(client, listing))
         await out.settle()
         phases.mark("fetch")
         if meta.get("mtime"):  # set before the rename: the file never shows with the download's time
@@ -1030,21 +1040,36 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
                 log.warning("cannot set the modification time of %s: %s", target, exc)
         written = os.fstat(fd)
         if flushing is not None:
-            await flushing  # its error is not reported again to the fsync below
+            await asyncio.shield(flushing)  # its error is not reported again to the fsync below
         await asyncio.to_thread(os.fsync, fd)
         phases.mark("fsync")
+    except OSError:
+        # The page cache may still hold bytes the disk lost, and a later attempt would find
+        # them "verified" there: start over instead of resuming from this part file.
+        unreliable = True
+        raise
     finally:
         await out.settle(check=False)
         if flushing is not None:
-            with contextlib.suppress(OSError):
-                await flushing  # never close the descriptor under a running fdatasync
+            while not flushing.done():  # never close the descriptor under a running fdatasync
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({flushing})
+            if not flushing.cancelled():
+                flushing.exception()  # retrieved: reported above, or by the fsync
         os.close(fd)
+        if unreliable:
+            part.unlink(missing_ok=True)
         await pool.aclose()
     if replace_if is not None and not replace_if(target):
         part.unlink(missing_ok=True)
         raise SatchelError(ErrorCode.conflict, f"{target} changed during the download", path=remote)
     aside = _set_aside(target)
-    os.replace(part, target)
+    try:
+        os.replace(part, target)
+    except OSError:
+        if aside is not None:
+            _unlink_quietly(aside)
+        raise
     with contextlib.suppress(OSError):
         dfd = os.open(target.parent, os.O_RDONLY)
         os.fsync(dfd)

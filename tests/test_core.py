@@ -205,6 +205,11 @@ def test_a_new_version_keeps_its_parents_cut_within_one_step() -> None:
     assert cut_size(SMALL_FILE_LIMIT - 1, bigger) == 2 * SMALL_FILE_LIMIT
     assert chunking.neighbour_cut_sizes(SMALL_FILE_LIMIT + 1) == [SMALL_FILE_LIMIT, 4 * SMALL_FILE_LIMIT]
     assert chunking.neighbour_cut_sizes(100) == [2 * SMALL_FILE_LIMIT]  # no step below 64 KiB
+    # Past the top step (4 MiB chunks from 8 GiB on) a kept 2 MiB cut ends at 16 GiB too.
+    two_mib = [600 * 1024, 3 * 1024 * 1024, 2 * 1024 * 1024] * 50
+    assert fits_cut(two_mib, 2 * 1024 * 1024) and not fits_cut(two_mib, 4 * 1024 * 1024)
+    assert cut_size(12 * 2**30, two_mib) == 8 * 2**30
+    assert cut_size(40 * 2**30, two_mib) == 40 * 2**30
 
 
 def test_pwrite_all_finishes_short_writes_and_refuses_no_progress(tmp_path, monkeypatch) -> None:

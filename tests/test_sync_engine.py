@@ -268,6 +268,30 @@ async def test_an_edit_across_a_chunk_size_step_keeps_the_synced_cut(devs: list[
     assert set(await server_tree(a.client)) == {"/big.bin"}
 
 
+async def test_the_same_edit_cut_two_ways_is_no_conflict(devs: list[Dev], monkeypatch) -> None:
+    """A device keeps its synced version's cut across a step; the same bytes uploaded by a client
+    that cut them by size (the CLI, the web app) have another content hash. The device re-cuts
+    before calling it a conflict: same bytes, same hash, nothing to do."""
+    from server.core import chunking
+    from tests.conftest import random_file
+
+    monkeypatch.setattr(chunking, "TARGET_CHUNKS", 64)
+    step = chunking.MIN_AVG_CHUNK * 64
+    a, b, _ = devs
+    big = random_file(a.root / "big.bin", step, seed=9)
+    await a.sync()
+    data = bytearray(big.read_bytes())
+    data[step // 3:step // 3] = b"?"
+    elsewhere = b.root.parent / "elsewhere.bin"
+    elsewhere.write_bytes(bytes(data))
+    await b.client.upload(elsewhere, "/big.bin")  # cut by its own size
+    big.write_bytes(bytes(data))  # the same edit on A, which keeps the synced cut
+    await a.sync()
+    assert sorted(p.name for p in a.root.iterdir() if not p.name.startswith(".")) == ["big.bin"]
+    assert set(await server_tree(a.client)) == {"/big.bin"}
+    assert a.read("big.bin") == bytes(data)
+
+
 async def test_a_small_file_arrives_with_its_exact_modification_time(devs: list[Dev]) -> None:
     """Set on the part file before its fsync, in integer nanoseconds (a float of seconds would
     come out a nanosecond off, and the millisecond the server keeps could then read one lower)."""

@@ -154,3 +154,16 @@ def test_cutting_in_parallel_slices_gives_exactly_the_one_pass_chunks(tmp_path, 
     assert transfer.chunk_file_pipelined(f) == list(chunking.chunk_file(f))
     big = size * 200  # another size's parameters (crossing a chunk-size step)
     assert transfer.chunk_file_pipelined(f, as_size=big) == list(chunking.chunk_file(f, as_size=big))
+
+
+def test_a_listing_without_direct_is_read_the_way_a_0_8_server_meant_it() -> None:
+    from types import SimpleNamespace
+
+    from python_client.transfer import _direct
+
+    client = SimpleNamespace(server="http://127.0.0.1:8000")
+    assert _direct(client, {"direct": True, "chunks": []}) is True  # type: ignore[arg-type]
+    assert _direct(client, {"direct": False, "chunks": [{"url": "https://s3.example/x"}]}) is False  # type: ignore[arg-type]
+    old_local = {"chunks": [{"url": "http://127.0.0.1:8000/api/v1/blobs/down/1/ab"}]}
+    old_s3 = {"chunks": [{"url": "https://s3.example/bucket/ab?X-Amz-Signature=1"}]}
+    assert _direct(client, old_local) is False and _direct(client, old_s3) is True  # type: ignore[arg-type]

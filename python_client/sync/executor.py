@@ -479,6 +479,10 @@ class Executor:
         if rn.kind == DIR:
             self.state.put_synced(a.path, SyncedNode(DIR, rn.node_id, inode=ln.inode))
         else:
+            refs = scan.chunks.get(a.path)
+            if refs is not None and rn.content_hash is not None and rn.content_hash == ln.content_hash:
+                # how it was cut: its next edit's parent
+                self.state.put_chunks(rn.content_hash, [(r.digest, r.size) for r in refs])
             self.state.put_synced(a.path, SyncedNode(FILE, rn.node_id, rn.rev, ln.size, ln.mtime_ns, ln.inode,
                                                      rn.content_hash))
 

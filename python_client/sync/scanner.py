@@ -77,9 +77,9 @@ def scan(root: Path, synced: dict[str, SyncedNode], ignore: Ignore, *, settle: f
          remote: dict[str, RemoteNode] | None = None) -> Scan:
     """What is on disk. A changed file is hashed; a big one with a synced version whose chunk list
     *parent_chunks* gives is cut like that version when it crossed a chunk-size step. A big one
-    with no synced version but a *remote* one of its size that its own cut does not match is
-    also tried with the cuts a version kept from its parent can have: the same bytes then get
-    the same content hash (no conflicted copy of identical content on a new device)."""
+    whose *remote* version has its size but another hash is also tried with the other cuts it
+    could have (its own size's, or one kept from a parent): the same bytes then get the same
+    content hash, and no conflicted copy of identical content is made."""
     out = Scan()
     now_ns = time.time_ns()
     stack = ["/"]
@@ -137,9 +137,13 @@ def _file(root: Path, path: str, st: os.stat_result, sn: SyncedNode | None, out:
     as_size = chunking.cut_size(st.st_size, [n for _, n in parent]) if parent else None
     try:
         digest, refs = hash_file(local_path(root, path), st.st_size, as_size)
-        if sn is None and rn is not None and rn.kind == FILE and rn.size == st.st_size and \
-                rn.content_hash not in (None, digest) and _may_keep_cut(st.st_size):
-            for other in chunking.neighbour_cut_sizes(st.st_size):
+        if rn is not None and rn.kind == FILE and rn.size == st.st_size and _may_keep_cut(st.st_size) and \
+                rn.content_hash not in (None, digest, sn.content_hash if sn is not None else None):
+            # The server's version has this size and another hash: maybe these very bytes, cut
+            # another way (kept from a parent, or by a client that cut by size). Same bytes, same hash.
+            for other in (st.st_size, *chunking.neighbour_cut_sizes(st.st_size)):
+                if other == (as_size or st.st_size):
+                    continue
                 again = hash_file(local_path(root, path), st.st_size, other)
                 if again[0] == rn.content_hash:
                     digest, refs = again

@@ -61,8 +61,12 @@ def cut_size(new_size: int, parent_sizes: Sequence[int] | None) -> int:
     if not parent_sizes or fits_cut(parent_sizes, natural):
         return new_size
     for avg in (natural // 2, natural * 2):
-        if MIN_AVG_CHUNK <= avg <= MAX_AVG_CHUNK and fits_cut(parent_sizes, avg):
-            return avg * TARGET_CHUNKS  # the largest size cut with *avg*
+        # *avg* cuts sizes up to avg * TARGET_CHUNKS (the largest size cut with it): kept up to
+        # twice that, down to a quarter (also past the top step, where *natural* stops growing).
+        top = avg * TARGET_CHUNKS
+        if MIN_AVG_CHUNK <= avg <= MAX_AVG_CHUNK and top // 4 < new_size <= 2 * top \
+                and fits_cut(parent_sizes, avg):
+            return top
     return new_size
 
 

@@ -6,8 +6,9 @@ chunk with the parent's although almost every byte is the same. Instead of askin
 the whole file again, an upload's ``start`` cuts the parent's bytes with the new size's chunker
 and stores the chunks the announced list names; the client is then asked only for what changed.
 This is what rsync's receiver does (rebuild from the old file), at the price of one read of the
-parent on the server. The content hash stays a function of the bytes alone: only where the
-chunks come from changes.
+parent on the server. Only where the chunks come from changes. (A client that knows the
+parent's chunk list may instead keep the parent's cut across one step, ``chunking.cut_size``:
+then there is nothing to derive.)
 
 The chunk or two around the edit are still missing then, and past 256 MiB they average 160 KiB.
 A client that knows the parent's chunk list sends them as patches instead (``POST
