@@ -1070,12 +1070,17 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
         if aside is not None:
             _unlink_quietly(aside)
         raise
+    dfd = -1
     with contextlib.suppress(OSError):
         dfd = os.open(target.parent, os.O_RDONLY)
         os.fsync(dfd)
-        os.close(dfd)
-    if aside is not None:
+    if aside is not None and dfd >= 0:
+        # by the folder's descriptor: the folder may be renamed (a sync move) before this runs
+        asyncio.get_running_loop().run_in_executor(None, _unlink_in, dfd, aside.name)
+    elif aside is not None:
         asyncio.get_running_loop().run_in_executor(None, _unlink_quietly, aside)
+    if dfd >= 0 and aside is None:
+        os.close(dfd)
     if client.chunk_cache is not None:
         # Still what this download wrote (no write since: that would have set a new mtime)?
         read_at = time.time_ns()
@@ -1108,6 +1113,18 @@ def _set_aside(target: Path) -> Path | None:
         log.debug("cannot set %s aside: %s", target, exc)
         return None
     return aside
+
+
+def _unlink_in(dir_fd: int, name: str) -> None:
+    """Unlink *name* in the folder open as *dir_fd*, then close it."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("cannot remove %s: %s", name, exc)
+    finally:
+        os.close(dir_fd)
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -222,14 +222,14 @@ async def test_a_big_replaced_file_is_set_aside_and_freed_after_the_rename(alice
     aside = target.with_name(target.name + transfer.OLD_SUFFIX)
     if name_taken:  # a user's file of that name is never touched
         aside.write_bytes(b"mine")
-    freed: list[tuple[Path, int]] = []
-    unlink = transfer._unlink_quietly
+    freed: list[tuple[str, int]] = []
+    unlink = transfer._unlink_in
 
-    def record(path: Path) -> None:
-        freed.append((path, path.stat().st_ino))
-        unlink(path)
+    def record(dir_fd: int, name: str) -> None:
+        freed.append((name, os.stat(name, dir_fd=dir_fd).st_ino))
+        unlink(dir_fd, name)
 
-    monkeypatch.setattr(transfer, "_unlink_quietly", record)
+    monkeypatch.setattr(transfer, "_unlink_in", record)
     data = bytearray(src.read_bytes())
     data[100:100] = b"edit"
     (tmp_path / "v2.bin").write_bytes(bytes(data))
@@ -243,7 +243,7 @@ async def test_a_big_replaced_file_is_set_aside_and_freed_after_the_rename(alice
     if name_taken:
         assert freed == [] and aside.read_bytes() == b"mine"
     else:
-        assert freed == [(aside, old_inode)] and not aside.exists()
+        assert freed == [(aside.name, old_inode)] and not aside.exists()
 
 
 async def test_a_failed_write_back_fails_the_download_and_keeps_the_old_file(alice, tmp_path, monkeypatch):
