@@ -1063,24 +1063,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     if replace_if is not None and not replace_if(target):
         part.unlink(missing_ok=True)
         raise SatchelError(ErrorCode.conflict, f"{target} changed during the download", path=remote)
-    aside = _set_aside(target)
-    try:
-        os.replace(part, target)
-    except OSError:
-        if aside is not None:
-            _unlink_quietly(aside)
-        raise
-    dfd = -1
-    with contextlib.suppress(OSError):
-        dfd = os.open(target.parent, os.O_RDONLY)
-        os.fsync(dfd)
-    if aside is not None and dfd >= 0:
-        # by the folder's descriptor: the folder may be renamed (a sync move) before this runs
-        asyncio.get_running_loop().run_in_executor(None, _unlink_in, dfd, aside.name)
-    elif aside is not None:
-        asyncio.get_running_loop().run_in_executor(None, _unlink_quietly, aside)
-    if dfd >= 0 and aside is None:
-        os.close(dfd)
+    _replace_durably(part, target)
     if client.chunk_cache is not None:
         # Still what this download wrote (no write since: that would have set a new mtime)?
         read_at = time.time_ns()
@@ -1091,6 +1074,31 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     phases.mark("replace")
     log.debug("download %s: %s", remote, phases)
     return meta | {"local_path": str(target), "rev": listing["rev"], "chunks": pairs}
+
+
+def _replace_durably(part: Path, target: Path) -> None:
+    """Rename *part* over *target* and fsync the folder; a big old target is set aside first
+    (``_set_aside``) and unlinked in the background, through the folder's descriptor: the folder
+    may be renamed (a sync move) before that runs."""
+    aside = _set_aside(target)
+    try:
+        os.replace(part, target)
+    except OSError:
+        if aside is not None:
+            _unlink_quietly(aside)
+        raise
+    try:
+        dfd = os.open(target.parent, os.O_RDONLY)
+    except OSError:  # a folder that cannot be opened is only not fsynced
+        if aside is not None:
+            _unlink_quietly(aside)
+        return
+    with contextlib.suppress(OSError):
+        os.fsync(dfd)
+    if aside is None:
+        os.close(dfd)
+    else:
+        asyncio.get_running_loop().run_in_executor(None, _unlink_in, dfd, aside.name)
 
 
 def _set_aside(target: Path) -> Path | None:

@@ -57,22 +57,19 @@ def cut_size(new_size: int, parent_sizes: Sequence[int] | None) -> int:
     of none, until the file has doubled past the step. Without the parent's list (another
     client, a first upload) a file is cut by its own size, which the server handles too (its
     chunks are found in the parent's bytes, ``server.services.derive``)."""
-    natural = avg_chunk_size(new_size)
-    if not parent_sizes or fits_cut(parent_sizes, natural):
+    if not parent_sizes or fits_cut(parent_sizes, avg_chunk_size(new_size)):
         return new_size
-    for avg in (natural // 2, natural * 2):
-        # *avg* cuts sizes up to avg * TARGET_CHUNKS (the largest size cut with it): kept up to
-        # twice that, down to a quarter (also past the top step, where *natural* stops growing).
-        top = avg * TARGET_CHUNKS
-        if MIN_AVG_CHUNK <= avg <= MAX_AVG_CHUNK and top // 4 < new_size <= 2 * top \
-                and fits_cut(parent_sizes, avg):
+    for top in neighbour_cut_sizes(new_size):
+        # A neighbour's average cuts sizes up to *top*: kept up to twice that, down to a quarter
+        # (also past the top step, where the size's own average stops growing).
+        if top // 4 < new_size <= 2 * top and fits_cut(parent_sizes, top // TARGET_CHUNKS):
             return top
     return new_size
 
 
 def neighbour_cut_sizes(size: int) -> list[int]:
-    """The sizes (``as_size``) of the cuts one step either side of *size*'s own: the cuts a
-    version kept from its parent can have (``cut_size``)."""
+    """The sizes (``as_size``) of the cuts one step either side of *size*'s own, each the largest
+    size cut with that average: the cuts a version kept from its parent can have (``cut_size``)."""
     natural = avg_chunk_size(size)
     return [avg * TARGET_CHUNKS for avg in (natural // 2, natural * 2) if MIN_AVG_CHUNK <= avg <= MAX_AVG_CHUNK]
 

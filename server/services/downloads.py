@@ -83,12 +83,9 @@ async def chunk_list(svc: Services, who: Principal, node_id: int, rev_id: int | 
     for idx, at, size, digest in rows:
         hx = bytes(digest).hex()
         chunk = {"index": idx, "offset": at, "size": size, "hash": hx}
-        if not urls:
-            pass
-        elif svc.blobs.direct:
-            chunk["url"] = (await svc.blobs.presign_download(BlobKey(fr.owner_id, bytes(digest)), ttl)).url
-        else:
-            chunk["url"] = base_url + svc.signer.sign("GET", blob_path(fr.owner_id, hx), params, ttl)
+        if urls:
+            chunk["url"] = (await svc.blobs.presign_download(BlobKey(fr.owner_id, bytes(digest)), ttl)).url \
+                if svc.blobs.direct else base_url + svc.signer.sign("GET", blob_path(fr.owner_id, hx), params, ttl)
         chunks.append(chunk)
     nxt = offset + len(rows) if offset + len(rows) < fr.rev.chunk_count else None
     return {"id": fr.node.id, "rev": fr.rev.id, "size": fr.rev.size, "content_hash": fr.rev.content_hash,
