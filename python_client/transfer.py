@@ -304,6 +304,7 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         "path": remote, "size": before.st_size, "parent_rev": parent_rev,
         "chunks": [[r.digest.hex(), r.size] for r in refs], "mtime": before.st_mtime_ns // 1_000_000,
         "mime": mimetypes.guess_type(path.name)[0],
+        "urls": False,  # chunks go through the pack URL; a direct (S3) store's URLs come anyway
     }
     del refs
     # Across a chunk-size step, the parent's chunk list (asked for while the server answers the

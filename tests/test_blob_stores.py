@@ -197,6 +197,22 @@ async def test_owners_are_isolated(store: BlobStore) -> None:
     assert await read_all(store, theirs) == data
 
 
+async def test_sizes_in_bulk(store: BlobStore) -> None:
+    """Stored (before and after a sync: pending records and indexed ones), missing and another
+    owner's, in order and with repeats; more keys than one index query takes."""
+    early, early_data = chunk(3000)
+    await store.put_stream(early, len(early_data), pieces(early_data))
+    await store.sync([early])
+    late, late_data = chunk(1234)
+    await store.put_stream(late, len(late_data), pieces(late_data))
+    absent = [chunk(10)[0] for _ in range(600)]
+    keys = [late, *absent, early, BlobKey(early.owner_id + 1, early.digest), late]
+    want = [1234, *[None] * 600, 3000, None, 1234]
+    assert await store.sizes(keys) == want
+    assert await store.sizes(keys) == [await store.size(k) for k in keys]
+    assert await store.sizes([]) == []
+
+
 async def test_sync(store: BlobStore) -> None:
     key, data = chunk(4096)
     await store.put_stream(key, len(data), pieces(data))

@@ -96,6 +96,25 @@ def test_pack_then_commit(alice: Api, stored_chunk: Callable[[int, str], bool]) 
     expect(put_pack(alice, info["pack_url"], body_of(REFS[:1])), 404, "not_found")
 
 
+def test_announce_without_chunk_urls(http: httpx.Client, server: ServerProcess) -> None:
+    """``"urls": false``: a packing client gets hash and size only; an object store (no pack
+    URL) lists its presigned URLs anyway; the status route always lists them."""
+    api = signup_login(http, server)
+    info = ok(api("POST", "/api/v1/files", json=announce("/lean.bin", DATA) | {"urls": False}))
+    assert info["missing_count"] == len(info["missing"]) == len({r.hex for r in REFS})
+    if is_s3(server):
+        assert info["pack_url"] is None and all(m["url"] for m in info["missing"])
+    else:
+        assert all(set(m) == {"hash", "size"} for m in info["missing"])
+        ok(put_pack(api, info["pack_url"], body_of(REFS)))
+    status = ok(api("GET", f"/api/v1/uploads/{info['upload_id']}"))
+    assert all(m["url"] for m in status["missing"])
+    if not is_s3(server):
+        assert content(api, ok(api("POST", f"/api/v1/uploads/{info['upload_id']}/commit"))["id"]) == DATA
+    for bad in ("no", 0, [False]):
+        expect(api("POST", "/api/v1/files", json=announce("/lean.bin", DATA) | {"urls": bad}), 400, "bad_request")
+
+
 def test_packs_in_parts_and_any_order(alice: Api) -> None:
     info = start(alice)
     half = len(REFS) // 2

@@ -186,11 +186,8 @@ async def _still_missing(svc: Services, upload: Upload, candidates: list[tuple[b
         unstaged = [c for c in candidates if c[0] not in staged]
         if not resumed or not unstaged:
             return unstaged
-        sizes = await _gather_limited(VERIFY_CONCURRENCY, [
-            svc.blobs.size(BlobKey(upload.owner_id, h)) for h, _ in unstaged])
-        return [c for c, stored in zip(unstaged, sizes, strict=True) if stored != c[1]]
-    sizes = await _gather_limited(VERIFY_CONCURRENCY, [
-        svc.blobs.size(BlobKey(upload.owner_id, h)) for h, _ in candidates])
+        candidates = unstaged
+    sizes = await svc.blobs.sizes([BlobKey(upload.owner_id, h) for h, _ in candidates])
     return [c for c, stored in zip(candidates, sizes, strict=True) if stored != c[1]]
 
 
@@ -221,8 +218,11 @@ async def _urls(svc: Services, upload: Upload, chunks: list[tuple[bytes, int]], 
     return out
 
 
-async def _describe(svc: Services, who: Principal, upload: Upload, base_url: str, resumed: bool = True
-                    ) -> dict[str, Any]:
+async def _describe(svc: Services, who: Principal, upload: Upload, base_url: str, resumed: bool = True,
+                    chunk_urls: bool = True) -> dict[str, Any]:
+    """The session as the client sees it. Without *chunk_urls*, chunks the pack URL takes (the
+    server stores chunks itself) are listed without a URL each: signing and sending thousands
+    of URLs a packing client never uses was a tenth of a big upload's start."""
     upload_path = access.visible_path(who, upload.ns_id, upload.path)
     async with svc.db.read() as s:
         missing = await (_unproven if _proving(upload) else _missing)(s, upload)
@@ -235,7 +235,9 @@ async def _describe(svc: Services, who: Principal, upload: Upload, base_url: str
         "upload_id": upload.id, "path": upload_path, "size": upload.size,
         "chunk_count": upload.chunk_count, "content_hash": upload.content_hash,
         "parent_rev": upload.parent_rev_id, "expires_at": iso(upload.expires_ms),
-        "missing_count": len(missing), "missing": await _urls(svc, upload, missing, base_url),
+        "missing_count": len(missing),
+        "missing": await _urls(svc, upload, missing, base_url) if chunk_urls or svc.blobs.direct
+        else [{"hash": d.hex(), "size": n} for d, n in missing],
         "pack_url": None if svc.blobs.direct else base_url + svc.signer.sign(
             "PUT", pack_path(upload.id), {"o": upload.owner_id} | _member_params(upload), _url_ttl(svc, upload)),
     }
@@ -265,6 +267,10 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
     parent_rev = _int(body, "parent_rev", required=False)
     mtime = _int(body, "mtime", required=False, maximum=MAX_MTIME_MS)
     mime = _check_mime(body.get("mime"))
+    chunk_urls = body.get("urls")
+    chunk_urls = True if chunk_urls is None else chunk_urls
+    if not isinstance(chunk_urls, bool):
+        raise SatchelError(ErrorCode.bad_request, "'urls' must be true or false", field="urls")
     chunks = parse_chunk_list(body.get("chunks"), size, svc.config.max_chunks)
     chash = chunking.content_hash(d for d, _ in chunks)
     now = now_ms()
@@ -326,7 +332,8 @@ async def start(svc: Services, who: Principal, body: object, base_url: str) -> d
                                    hash=bytes(wrong).hex())
     derived = existing is None and parent_rev is not None and derive.crosses_step(size, parent_size) \
         and await _derive(svc, upload, parent_rev, parent_size or 0)
-    return await _describe(svc, who, upload, base_url, resumed=existing is not None or derived)
+    return await _describe(svc, who, upload, base_url, resumed=existing is not None or derived,
+                           chunk_urls=chunk_urls)
 
 
 async def _derive(svc: Services, upload: Upload, parent_rev: int, parent_size: int) -> bool:
@@ -459,30 +466,34 @@ async def _verify_stored(svc: Services, upload: Upload, candidates: list[tuple[b
     promotes): that it is stored already proves nothing (see the module's docstring)."""
     promoted: list[bytes] = []
 
-    async def check(digest: bytes, size: int) -> bytes | None:
-        key = BlobKey(upload.owner_id, digest)
-        if svc.blobs.direct:
-            try:
-                await svc.blobs.promote(upload.id, key, size)
-                promoted.append(digest)
-                return None
-            except SatchelError as exc:
-                if exc.code is not ErrorCode.not_found:
-                    raise
-        if digest in unproven:
-            return digest
-        stored = await svc.blobs.size(key)
-        if stored is not None and stored != size:
-            raise SatchelError(ErrorCode.size_mismatch, "a chunk is announced with a size it does not have",
-                               hash=digest.hex(), expected=size, received=stored)
-        return None if stored is not None else digest
+    async def promote(digest: bytes, size: int) -> bool:
+        """A chunk staged in this session, verified and moved to its key; False: none staged."""
+        try:
+            await svc.blobs.promote(upload.id, BlobKey(upload.owner_id, digest), size)
+        except SatchelError as exc:
+            if exc.code is not ErrorCode.not_found:
+                raise
+            return False
+        promoted.append(digest)
+        return True
 
-    try:
-        results = await _gather_limited(VERIFY_CONCURRENCY, [check(d, n) for d, n in candidates])
-    finally:  # promoted chunks left their staging area: remember them for a retried commit
-        if promoted and _proving(upload):
-            await _mark_received(svc, upload.id, promoted)
-    gone = [d for d in results if d is not None]
+    rest = candidates
+    if svc.blobs.direct:
+        try:
+            moved = await _gather_limited(VERIFY_CONCURRENCY, [promote(d, n) for d, n in candidates])
+        finally:  # promoted chunks left their staging area: remember them for a retried commit
+            if promoted and _proving(upload):
+                await _mark_received(svc, upload.id, promoted)
+        rest = [c for c, done in zip(candidates, moved, strict=True) if not done]
+    rest = [c for c in rest if c[0] not in unproven]
+    stored = await svc.blobs.sizes([BlobKey(upload.owner_id, d) for d, _ in rest])  # one call: thousands
+    for (digest, size), got in zip(rest, stored, strict=True):
+        if got is not None and got != size:
+            raise SatchelError(ErrorCode.size_mismatch, "a chunk is announced with a size it does not have",
+                               hash=digest.hex(), expected=size, received=got)
+    present = {d for (d, _), got in zip(rest, stored, strict=True) if got is not None}
+    present.update(promoted)
+    gone = [d for d, _ in candidates if d not in present]
     if gone and _proving(upload):  # received once, collected since (orphan grace): list them again
         await _mark_received(svc, upload.id, gone, False)
     missing = [d.hex() for d in gone]

@@ -5,7 +5,8 @@
  *            size?: number, content_hash?: string, mime?: string, mtime?: string, rev?: number,
  *            share?: {ns: number, role: string, owner_id: number, can_reshare: boolean}}} Entry
  *   (a shared folder's mount: `share` is set, and `id`/`modified_at` are null)
- * @typedef {{hash: string, size: number, method: string, headers: Record<string, string>, url: string}} MissingChunk
+ * @typedef {{hash: string, size: number, method?: string, headers?: Record<string, string>, url?: string}} MissingChunk
+ *   (no url, method or headers when the announce said `urls: false` and the session has a pack_url)
  * @typedef {{upload_id: string, path: string, size: number, chunk_count: number, content_hash: string,
  *            parent_rev: number | null, expires_at: string, missing_count: number, missing: MissingChunk[],
  *            pack_url?: string | null}} UploadSession

@@ -57,6 +57,8 @@ export async function uploadBlob(api, blob, path, options = {}) {
   const body = {
     path, size: total, parent_rev: parentRev, chunks: chunks.map((c) => [c.hash, c.size]),
     ...(mtime === undefined ? {} : { mtime: Math.max(0, Math.round(mtime)) }), ...(mime ? { mime } : {}),
+    // Packing: no URL per chunk needed (a direct object store's come anyway).
+    ...(packs ? { urls: false } : {}),
   };
   let session = await retrying(() => api.announce(body, signal));
   progress.phase = "uploading";
@@ -175,6 +177,7 @@ async function putPack(api, url, chunks, slices, signal) {
 async function putChunk(api, m, bytes, signal) {
   // The Blob slice itself (not its bytes read into the page, nor a stream): the browser sends it
   // from the file on disk with a Content-Length, and can send it again on a retry.
+  if (!m.url) throw new Error(`no upload URL for chunk ${m.hash}`);  // only sessions with a pack_url omit them
   await send(api, m.url, { method: m.method || "PUT", headers: m.headers || {}, body: bytes, signal });
 }
 

@@ -59,6 +59,11 @@ class BlobStore(Protocol):
         """The stored chunk's size in bytes, or None when it is not stored. A digest fixes the
         bytes, so callers compare this with an announced size before trusting the announcement."""
 
+    async def sizes(self, keys: Sequence[BlobKey]) -> list[int | None]:
+        """``size`` of each of *keys*, in order: one call for the thousands of chunks of a big
+        file's announce or commit, which a store answers in bulk where it can."""
+        return []
+
     async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes], *, hashed: bool = False) -> None:
         """Store *size* bytes from *body* under *key*, verifying size and hash before the key becomes
         visible. An existing key keeps its bytes (same digest = same bytes) but counts as written

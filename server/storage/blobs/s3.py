@@ -15,6 +15,7 @@ Every botocore / aiohttp failure becomes a ``SatchelError`` (``not_found`` or ``
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import math
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 READ_PIECE = 1024 * 1024
 FRESH_MS = 60_000  # put_stream of a chunk stored this recently skips the upload (at most)
+HEAD_CONCURRENCY = 16  # HEADs in flight for sizes()
 READ_ATTEMPTS = 3  # a body read that breaks mid-way is resumed from where it broke
 MAX_URL_TTL = 7 * 86400  # SigV4 presigned URLs cannot live longer
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
@@ -247,6 +249,16 @@ class S3BlobStore:
                 return None
             raise
         return int(head["ContentLength"])
+
+    async def sizes(self, keys: Sequence[BlobKey]) -> list[int | None]:
+        """One HEAD each (S3 has no bulk HEAD), HEAD_CONCURRENCY at a time."""
+        sem = asyncio.Semaphore(HEAD_CONCURRENCY)
+
+        async def one(key: BlobKey) -> int | None:
+            async with sem:
+                return await self.size(key)
+
+        return list(await asyncio.gather(*(one(k) for k in keys)))
 
     async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes], *, hashed: bool = False) -> None:
         # A chunk is at most 16 MiB, so buffering it is bounded and lets one PUT carry a known
