@@ -6,11 +6,13 @@ Raw HTTP against real servers. A pack URL exists only where the server stores ch
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -18,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.core.chunking import MAX_CHUNK_SIZE, chunk_bytes
-from server.core.pack import MAX_PACK_CHUNKS, MEDIA_TYPE, pack_header
+from server.core.pack import MAX_PACK_CHUNKS, MEDIA_TYPE, PackReader, pack_header
 from server.storage.blobs.segments import stored_keys
 from tests.harness.server import ServerProcess
 from tests.test_bad_input import (
@@ -225,3 +227,25 @@ def test_a_client_hanging_up_mid_pack_is_not_a_server_error(alice: Api, local: S
     ok(put_pack(alice, status["pack_url"], body_of(REFS)))
     entry = ok(alice("POST", f"/api/v1/uploads/{info['upload_id']}/commit"))
     assert content(alice, entry["id"]) == DATA
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=len(DATA) // 2), max_size=40))
+def test_reader_hands_out_each_chunk_whatever_the_body_pieces(cuts: list[int]) -> None:
+    """The reader's views of body pieces (no copies) give each chunk's exact bytes, however the
+    body is split: 1-byte pieces, pieces across chunks, the table split in two."""
+    body = body_of(REFS)
+    marks = sorted({0, len(body), 1, 5, *(c * 2 % len(body) for c in cuts)})
+    pieces = [body[a:b] for a, b in itertools.pairwise(marks)]
+
+    async def read() -> list[bytes]:
+        async def stream() -> AsyncIterator[bytes]:
+            for p in pieces:
+                yield p
+        reader = PackReader(stream())
+        table = await reader.table()
+        out = [b"".join([bytes(p) async for p in reader.chunk(n)]) for _d, n in table]
+        await reader.finish()
+        return out
+
+    assert asyncio.run(read()) == [DATA[r.offset:r.offset + r.size] for r in REFS]

@@ -64,7 +64,8 @@ class BlobStore(Protocol):
         file's announce or commit, which a store answers in bulk where it can."""
         return []
 
-    async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes], *, hashed: bool = False) -> None:
+    async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes | memoryview], *,
+                         hashed: bool = False) -> None:
         """Store *size* bytes from *body* under *key*, verifying size and hash before the key becomes
         visible. An existing key keeps its bytes (same digest = same bytes) but counts as written
         now, so ``delete(written_before=...)`` of an orphan spares a chunk being stored again.

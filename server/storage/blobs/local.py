@@ -292,7 +292,7 @@ class LocalBlobStore:
         else:  # full or broken: closed after its data is flushed
             self._unflushed_writers.add(w)
 
-    async def _consume_verified(self, key: BlobKey, size: int, body: AsyncIterator[bytes], fd: int,
+    async def _consume_verified(self, key: BlobKey, size: int, body: AsyncIterator[bytes | memoryview], fd: int,
                                 at: int = 0, hashed: bool = False) -> None:
         """Read *body*, writing it to *fd* at offset *at* unless fd is -1, and check its size and
         hash (the hash unless the caller *hashed* these bytes itself)."""
@@ -321,7 +321,8 @@ class LocalBlobStore:
         if hasher is not None and hasher.digest() != key.digest:
             raise SatchelError(ErrorCode.hash_mismatch, "chunk bytes do not match their hash", hash=key.hex)
 
-    async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes], *, hashed: bool = False) -> None:
+    async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes | memoryview], *,
+                         hashed: bool = False) -> None:
         try:
             if self._touch(key):  # stored: verify what came, keep the stored copy
                 await self._consume_verified(key, size, body, -1, hashed=hashed)

@@ -260,7 +260,8 @@ class S3BlobStore:
 
         return list(await asyncio.gather(*(one(k) for k in keys)))
 
-    async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes], *, hashed: bool = False) -> None:
+    async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes | memoryview], *,
+                         hashed: bool = False) -> None:
         # A chunk is at most 16 MiB, so buffering it is bounded and lets one PUT carry a known
         # length (S3 has no streaming PUT of unknown size without multipart). BytesIO, not bytes:
         # aiohttp warns that a large raw-bytes body may block the loop, and botocore can rewind it.
