@@ -17,8 +17,6 @@ import aiohttp
 import httpx
 from yarl import URL
 
-PIECE = 1024 * 1024
-
 
 def _transport_error(exc: BaseException) -> httpx.TransportError:
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
@@ -57,7 +55,7 @@ class ChunkHttp:
     @contextlib.asynccontextmanager
     async def get(self, url: str, headers: dict[str, str] | None = None
                   ) -> AsyncIterator[tuple[int, AsyncIterator[bytes], dict[str, Any]]]:
-        """GET *url*; yield (status, body pieces of at most 1 MiB, response headers)."""
+        """GET *url*; yield (status, body pieces as the socket delivered them, response headers)."""
         try:
             async with self.session.get(URL(url, encoded=True), headers=headers or {}) as resp:
                 yield resp.status, self._pieces(resp), dict(resp.headers)
@@ -66,8 +64,13 @@ class ChunkHttp:
 
     @staticmethod
     async def _pieces(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        # As received (a few hundred KiB at most): asking for pieces of a fixed size made aiohttp
+        # join its buffered reads into each, copying every downloaded byte once more.
         try:
-            async for piece in resp.content.iter_chunked(PIECE):
-                yield piece
+            async for piece, _end_of_http_chunk in resp.content.iter_chunks():
+                if piece:
+                    yield piece
+                elif resp.content.at_eof():  # a body-less answer's shared empty reader never says EOF
+                    return
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc) from exc

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import importlib
 import logging
 import mimetypes
 import os
 import queue
 import random
 import stat
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -211,10 +213,23 @@ class UrlExpired(Exception):
 SEND_PIECE = 1024 * 1024  # bytes handed to the socket at a time
 
 
+CHUNK_HTTP_MODULE = "python_client.chunk_http"
+
+
+def _import_chunk_http_meanwhile() -> None:
+    """Import the chunk HTTP client on a thread while this one waits on the network (an
+    announce, a chunk list): aiohttp's import takes ~0.25 s here, most of it building its
+    default SSL contexts, and a one-off `satchel put` or `get` paid it in full. A later import
+    of the module waits for this one (Python's per-module import lock)."""
+    if CHUNK_HTTP_MODULE not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=(CHUNK_HTTP_MODULE,), daemon=True,
+                         name="satchel-import").start()
+
+
 class _Pool:
-    """The chunk HTTP client (``python_client.chunk_http``), made on first use: importing aiohttp
-    takes 0.1 s, and an unchanged re-upload, or a download made of bytes already on disk, moves
-    no chunk."""
+    """The chunk HTTP client (``python_client.chunk_http``), made on first use: an unchanged
+    re-upload, or a download made of bytes already on disk, moves no chunk and needs no aiohttp
+    (see ``_import_chunk_http_meanwhile``)."""
 
     def __init__(self, parallel: int) -> None:
         self.parallel = parallel
@@ -313,6 +328,7 @@ async def upload_file(client: SatchelClient, local: str | os.PathLike[str], remo
         if isinstance(parent_rev, int) else None
     same = None
     try:
+        _import_chunk_http_meanwhile()
         info = await client.start_upload(body)
         phases.mark("start")
         parent = await listing if listing is not None and 0 < len(info["missing"]) <= chunking.MAX_PATCHES else None
@@ -741,13 +757,16 @@ def _copy_from(target: Path, fd: int, chunks: list[dict[str, Any]],
 
 
 def _runs(needed: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """*needed* in runs of consecutive chunks of at most RUN_LIMIT bytes (one range GET each)."""
     runs: list[list[dict[str, Any]]] = []
+    run_bytes = 0
     for c in needed:
-        if runs and runs[-1][-1]["index"] + 1 == c["index"] and \
-                sum(x["size"] for x in runs[-1]) + c["size"] <= RUN_LIMIT:
+        if runs and runs[-1][-1]["index"] + 1 == c["index"] and run_bytes + c["size"] <= RUN_LIMIT:
             runs[-1].append(c)
+            run_bytes += c["size"]
         else:
             runs.append([c])
+            run_bytes = c["size"]
     return runs
 
 
@@ -971,6 +990,7 @@ async def download_file(client: SatchelClient, remote: str, local: str | os.Path
     The result carries the new revision's chunk list as ``chunks`` ((digest, size) pairs)."""
     stats = stats or TransferStats()
     phases = _Phases()
+    _import_chunk_http_meanwhile()
     meta = await client.stat(remote)
     if meta["kind"] != "file":
         raise SatchelError(ErrorCode.is_a_directory, f"{remote} is a folder", path=remote)

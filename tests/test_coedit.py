@@ -424,7 +424,7 @@ _OPEN: list[Any] = []  # the context managers of open sessions: collected, they 
 async def _open(url: str, tok: str) -> LiveSession:
     cm = LiveSession.connect(url, tok)
     _OPEN.append(cm)
-    del _OPEN[:-50]
+    del _OPEN[:-50 * CONCURRENT_SEEDS]  # a run opens a dozen or so at most
     live: LiveSession = await cm.__aenter__()
     return live
 

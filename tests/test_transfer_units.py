@@ -10,8 +10,13 @@ are there: a wrong guess costs a fetch, never a wrong byte.
 
 from __future__ import annotations
 
+import asyncio
+import http.server
 import os
 import random
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +172,64 @@ def test_a_listing_without_direct_is_read_the_way_a_0_8_server_meant_it() -> Non
     old_local = {"chunks": [{"url": "http://127.0.0.1:8000/api/v1/blobs/down/1/ab"}]}
     old_s3 = {"chunks": [{"url": "https://s3.example/bucket/ab?X-Amz-Signature=1"}]}
     assert _direct(client, old_local) is False and _direct(client, old_s3) is True  # type: ignore[arg-type]
+
+
+def test_runs_break_at_gaps_and_at_the_run_limit() -> None:
+    third = transfer.RUN_LIMIT // 3
+    chunks = [{"index": i, "size": third} for i in (0, 1, 2, 3, 5, 6)] + [{"index": 7, "size": 1}]
+    assert [[c["index"] for c in run] for run in transfer._runs(chunks)] == [[0, 1, 2], [3], [5, 6, 7]]
+    assert transfer._runs([]) == []
+
+
+def test_the_chunk_http_client_is_imported_on_a_thread_once() -> None:
+    code = (
+        "import sys, threading\n"
+        "from python_client import transfer\n"
+        "assert transfer.CHUNK_HTTP_MODULE not in sys.modules\n"
+        "transfer._import_chunk_http_meanwhile()\n"
+        "assert [t for t in threading.enumerate() if t.name == 'satchel-import'] or "
+        "transfer.CHUNK_HTTP_MODULE in sys.modules\n"
+        "from python_client.chunk_http import ChunkHttp  # waits for the thread's import\n"
+        "[t.join() for t in threading.enumerate() if t.name == 'satchel-import']\n"
+        "transfer._import_chunk_http_meanwhile()\n"
+        "assert not [t for t in threading.enumerate() if t.name == 'satchel-import']\n"
+        "print(ChunkHttp.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0 and out.stdout.strip() == "ChunkHttp", out.stderr
+
+
+def test_body_less_answers_end_their_pieces() -> None:
+    """aiohttp answers 204 with one shared empty reader that says EOF only the first time it is
+    read in a process: the second such answer must still end, not spin the event loop."""
+    from python_client.chunk_http import ChunkHttp
+
+    class NoContent(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoContent)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/x"
+
+    async def three() -> list[list[bytes]]:
+        pool = ChunkHttp(2)
+        try:
+            out = []
+            for _ in range(3):
+                async with pool.get(url) as (status, pieces, _headers):
+                    assert status == 204
+                    out.append([p async for p in pieces])
+            return out
+        finally:
+            await pool.aclose()
+
+    try:
+        assert asyncio.run(asyncio.wait_for(three(), 10)) == [[], [], []]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -569,8 +569,9 @@ async def test_too_many_requests_in_flight(server: ServerProcess, make_user: Mak
     conn = await ws.connect(server.url)
     try:
         await ws.hello(conn, a.client.token or "")
-        payload = os.urandom(64 * 1024)
         for i in range(1, total + 1):
+            # Distinct bytes: rclone's S3 server can fail two concurrent PUTs of one key (a rename race).
+            payload = os.urandom(64 * 1024)
             await ws.send(conn, MsgType.commit, i, {"path": f"/burst/{i}", "parent_rev": None,
                                                     "size": len(payload), "ops": [payload]})
         replies: dict[int, Any] = {}

@@ -53,7 +53,7 @@ class PackReader:
             except StopAsyncIteration:
                 self._eof = True
                 break
-            self._buf = memoryview(bytes(self._buf) + piece if self._buf else piece)
+            self._buf = memoryview(b"".join((self._buf, piece)) if self._buf else piece)
         return len(self._buf) >= n
 
     async def _take(self, n: int, what: str) -> bytes:

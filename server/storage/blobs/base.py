@@ -62,7 +62,7 @@ class BlobStore(Protocol):
     async def sizes(self, keys: Sequence[BlobKey]) -> list[int | None]:
         """``size`` of each of *keys*, in order: one call for the thousands of chunks of a big
         file's announce or commit, which a store answers in bulk where it can."""
-        return []
+        return [await self.size(k) for k in keys]
 
     async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes | memoryview], *,
                          hashed: bool = False) -> None:

@@ -258,7 +258,13 @@ class S3BlobStore:
             async with sem:
                 return await self.size(key)
 
-        return list(await asyncio.gather(*(one(k) for k in keys)))
+        tasks = [asyncio.ensure_future(one(k)) for k in keys]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:  # the first failure is the answer: the HEADs still waiting are not needed
+            for t in tasks:
+                t.cancel()
+            raise
 
     async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes | memoryview], *,
                          hashed: bool = False) -> None:
