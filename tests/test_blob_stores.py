@@ -262,6 +262,25 @@ async def put_url(url: str, body: bytes) -> httpx.Response:
         return await client.put(url, content=body)
 
 
+async def test_concurrent_stores_of_one_chunk_share_one_put(s3_store: S3BlobStore) -> None:
+    key, data = chunk(300_000)
+    client = s3_store._s3
+    real_put, puts = client.put_object, []
+
+    async def counted(**kw: Any) -> Any:
+        puts.append(kw["Key"])
+        return await real_put(**kw)
+
+    client.put_object = counted
+    try:
+        await asyncio.gather(*(s3_store.put_stream(key, len(data), pieces(data)) for _ in range(20)))
+        assert len(puts) == 1 and await read_all(s3_store, key) == data
+        await s3_store.put_stream(key, len(data), pieces(data))  # fresh: no PUT; none in flight either
+        assert len(puts) == 1 and not s3_store._putting
+    finally:
+        client.put_object = real_put
+
+
 async def test_presigned_upload_then_promote(s3_server: RcloneS3, s3_store: S3BlobStore) -> None:
     key, data = chunk(300_000)
     direct = await s3_store.presign_upload("up1", key, len(data), 60)

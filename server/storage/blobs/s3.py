@@ -122,6 +122,7 @@ class S3BlobStore:
         self.fresh_ms = FRESH_MS
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
+        self._putting: dict[str, asyncio.Task[None]] = {}  # final key -> the PUT storing it now
 
     @classmethod
     def from_config(cls, config: Config) -> S3BlobStore:
@@ -288,6 +289,23 @@ class S3BlobStore:
         if not hashed and hasher.digest() != key.digest:
             raise SatchelError(ErrorCode.hash_mismatch, "chunk bytes do not match their hash", hash=key.hex)
         final = self._final_key(key)
+        # Same key = same bytes: concurrent stores of one chunk (identical files in one batch)
+        # share the PUT in flight, which ends after each of them was called (so it counts as
+        # written now). Some S3-compatible servers (rclone's) fail one of two concurrent PUTs of a key.
+        putting = self._putting.get(final)
+        if putting is None:
+            putting = asyncio.ensure_future(self._put_once(final, buf, size))
+            self._putting[final] = putting
+            putting.add_done_callback(lambda t: self._forget_put(final, t))
+        await asyncio.shield(putting)  # a caller that goes away leaves the PUT to the others
+
+    def _forget_put(self, final: str, task: asyncio.Task[None]) -> None:
+        if self._putting.get(final) is task:
+            del self._putting[final]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiting caller has it raised already
+
+    async def _put_once(self, final: str, buf: io.BytesIO, size: int) -> None:
         written = await self._written_ms(final)
         if written is not None and written > time.time() * 1000 - self.fresh_ms:
             return  # same digest = same bytes, and written lately: no sweeper is near it
