@@ -47,14 +47,21 @@ class PackReader:
         self._eof = False
 
     async def _fill(self, n: int) -> bool:
-        while len(self._buf) < n and not self._eof:
+        """At least *n* bytes buffered, unless the body ends first. The pieces are joined once:
+        joining at every piece would copy a table of contents sent a byte at a time quadratically."""
+        parts: list[bytes | memoryview] = [self._buf] if self._buf else []
+        have = len(self._buf)
+        while have < n and not self._eof:
             try:
                 piece = await anext(self._body)
             except StopAsyncIteration:
                 self._eof = True
                 break
-            self._buf = memoryview(b"".join((self._buf, piece)) if self._buf else piece)
-        return len(self._buf) >= n
+            parts.append(piece)
+            have += len(piece)
+        if len(parts) > 1 or (parts and parts[0] is not self._buf):
+            self._buf = memoryview(parts[0] if len(parts) == 1 else b"".join(parts))
+        return have >= n
 
     async def _take(self, n: int, what: str) -> bytes:
         if not await self._fill(n):
