@@ -281,6 +281,29 @@ async def test_concurrent_stores_of_one_chunk_share_one_put(s3_store: S3BlobStor
         client.put_object = real_put
 
 
+async def test_a_failed_shared_put_fails_its_callers_and_the_next_store_tries_again(s3_store: S3BlobStore) -> None:
+    key, data = chunk(5000)
+    client = s3_store._s3
+    real_put, puts = client.put_object, []
+
+    async def failing_once(**kw: Any) -> Any:
+        puts.append(kw["Key"])
+        if len(puts) == 1:
+            await asyncio.sleep(0.05)  # the others join it meanwhile
+            raise OSError("the store went away")
+        return await real_put(**kw)
+
+    client.put_object = failing_once
+    try:
+        got = await asyncio.gather(*(s3_store.put_stream(key, len(data), pieces(data)) for _ in range(5)),
+                                   return_exceptions=True)
+        assert len(puts) == 1 and all(isinstance(e, SatchelError) and e.code is ErrorCode.unavailable for e in got)
+        await s3_store.put_stream(key, len(data), pieces(data))
+        assert len(puts) == 2 and await read_all(s3_store, key) == data
+    finally:
+        client.put_object = real_put
+
+
 async def test_presigned_upload_then_promote(s3_server: RcloneS3, s3_store: S3BlobStore) -> None:
     key, data = chunk(300_000)
     direct = await s3_store.presign_upload("up1", key, len(data), 60)

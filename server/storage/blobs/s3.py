@@ -221,6 +221,10 @@ class S3BlobStore:
         log.info("created S3 bucket %s", self.bucket)
 
     async def close(self) -> None:
+        putting = list(self._putting.values())  # PUTs whose callers all went away: not on a closed client
+        for task in putting:
+            task.cancel()
+        await asyncio.gather(*putting, return_exceptions=True)
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
             await stack.aclose()
@@ -293,10 +297,12 @@ class S3BlobStore:
         # share the PUT in flight, which ends after each of them was called (so it counts as
         # written now). Some S3-compatible servers (rclone's) fail one of two concurrent PUTs of a key.
         putting = self._putting.get(final)
-        if putting is None:
+        if putting is None or putting.done():  # a finished one is forgotten a moment later: not ours
             putting = asyncio.ensure_future(self._put_once(final, buf, size))
             self._putting[final] = putting
             putting.add_done_callback(lambda t: self._forget_put(final, t))
+        else:
+            buf.close()  # the PUT in flight carries the same bytes
         await asyncio.shield(putting)  # a caller that goes away leaves the PUT to the others
 
     def _forget_put(self, final: str, task: asyncio.Task[None]) -> None:
