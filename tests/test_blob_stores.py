@@ -262,46 +262,43 @@ async def put_url(url: str, body: bytes) -> httpx.Response:
         return await client.put(url, content=body)
 
 
-async def test_concurrent_stores_of_one_chunk_share_one_put(s3_store: S3BlobStore) -> None:
-    key, data = chunk(300_000)
-    client = s3_store._s3
+@contextlib.contextmanager
+def counted_puts(store: S3BlobStore, fail_first: bool = False) -> Iterator[list[str]]:
+    """The keys of the store's PUT calls (the first one fails after a moment with *fail_first*)."""
+    client = store._s3
     real_put, puts = client.put_object, []
 
     async def counted(**kw: Any) -> Any:
         puts.append(kw["Key"])
-        return await real_put(**kw)
-
-    client.put_object = counted
-    try:
-        await asyncio.gather(*(s3_store.put_stream(key, len(data), pieces(data)) for _ in range(20)))
-        assert len(puts) == 1 and await read_all(s3_store, key) == data
-        await s3_store.put_stream(key, len(data), pieces(data))  # fresh: no PUT; none in flight either
-        assert len(puts) == 1 and not s3_store._putting
-    finally:
-        client.put_object = real_put
-
-
-async def test_a_failed_shared_put_fails_its_callers_and_the_next_store_tries_again(s3_store: S3BlobStore) -> None:
-    key, data = chunk(5000)
-    client = s3_store._s3
-    real_put, puts = client.put_object, []
-
-    async def failing_once(**kw: Any) -> Any:
-        puts.append(kw["Key"])
-        if len(puts) == 1:
+        if fail_first and len(puts) == 1:
             await asyncio.sleep(0.05)  # the others join it meanwhile
             raise OSError("the store went away")
         return await real_put(**kw)
 
-    client.put_object = failing_once
+    client.put_object = counted
     try:
+        yield puts
+    finally:
+        client.put_object = real_put
+
+
+async def test_concurrent_stores_of_one_chunk_share_one_put(s3_store: S3BlobStore) -> None:
+    key, data = chunk(300_000)
+    with counted_puts(s3_store) as puts:
+        await asyncio.gather(*(s3_store.put_stream(key, len(data), pieces(data)) for _ in range(20)))
+        assert len(puts) == 1 and await read_all(s3_store, key) == data
+        await s3_store.put_stream(key, len(data), pieces(data))  # fresh: no PUT; none in flight either
+        assert len(puts) == 1 and not s3_store._putting
+
+
+async def test_a_failed_shared_put_fails_its_callers_and_the_next_store_tries_again(s3_store: S3BlobStore) -> None:
+    key, data = chunk(5000)
+    with counted_puts(s3_store, fail_first=True) as puts:
         got = await asyncio.gather(*(s3_store.put_stream(key, len(data), pieces(data)) for _ in range(5)),
                                    return_exceptions=True)
         assert len(puts) == 1 and all(isinstance(e, SatchelError) and e.code is ErrorCode.unavailable for e in got)
         await s3_store.put_stream(key, len(data), pieces(data))
         assert len(puts) == 2 and await read_all(s3_store, key) == data
-    finally:
-        client.put_object = real_put
 
 
 async def test_presigned_upload_then_promote(s3_server: RcloneS3, s3_store: S3BlobStore) -> None:
