@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.auth.signing import UrlSigner
-from server.core import chunking, paths
+from server.core import aio, chunking, paths
 from server.core.errors import STATUS, ErrorCode, SatchelError
 from server.core.units import format_size, parse_duration, parse_size, parse_time
 from server.services.downloads import parse_range
@@ -226,3 +227,24 @@ def test_pwrite_all_finishes_short_writes_and_refuses_no_progress(tmp_path, monk
             fileio.pwrite_all(fd, b"x", 0)
     finally:
         os.close(fd)
+
+
+def test_gather_limited_keeps_order_and_limit_and_cancels_the_rest_on_failure() -> None:
+    running, peak, started = 0, 0, []
+
+    async def job(i: int) -> int:
+        nonlocal running, peak
+        started.append(i)
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01 * (5 - i % 5))
+        running -= 1
+        if i == 3:
+            raise ValueError(i)
+        return i * i
+
+    assert asyncio.run(aio.gather_limited(2, [job(i) for i in (0, 1, 2)])) == [0, 1, 4] and peak == 2
+    started.clear()
+    with pytest.raises(ValueError):
+        asyncio.run(aio.gather_limited(2, [job(i) for i in range(20)]))
+    assert len(started) < 20  # the jobs still waiting were never started (and not left unawaited)

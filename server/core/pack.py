@@ -59,7 +59,7 @@ class PackReader:
                 break
             parts.append(piece)
             have += len(piece)
-        if len(parts) > 1 or (parts and parts[0] is not self._buf):
+        if have > len(self._buf):
             self._buf = memoryview(parts[0] if len(parts) == 1 else b"".join(parts))
         return have >= n
 

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.tokens import new_id
 from server.core import chunking, paths
+from server.core.aio import gather_limited
 from server.core.errors import ErrorCode, SatchelError
 from server.core.pack import PackReader
 from server.services import access, derive, downloads, journal, quota, refguard, search_index, tree
@@ -163,16 +164,6 @@ async def _mark_received(svc: Services, upload_id: str, digests: list[bytes], re
             await s.execute(update(UploadChunk).where(
                 UploadChunk.upload_id == upload_id, UploadChunk.hash.in_(digests[i:i + INSERT_BATCH]))
                 .values(received=received))
-
-
-async def _gather_limited(n: int, coros: list[Any]) -> list[Any]:
-    sem = asyncio.Semaphore(n)
-
-    async def run(c: Any) -> Any:
-        async with sem:
-            return await c
-
-    return await asyncio.gather(*(run(c) for c in coros))
 
 
 async def _still_missing(svc: Services, upload: Upload, candidates: list[tuple[bytes, int]],
@@ -480,7 +471,7 @@ async def _verify_stored(svc: Services, upload: Upload, candidates: list[tuple[b
     rest = candidates
     if svc.blobs.direct:
         try:
-            moved = await _gather_limited(VERIFY_CONCURRENCY, [promote(d, n) for d, n in candidates])
+            moved = await gather_limited(VERIFY_CONCURRENCY, [promote(d, n) for d, n in candidates])
         finally:  # promoted chunks left their staging area: remember them for a retried commit
             if promoted and _proving(upload):
                 await _mark_received(svc, upload.id, promoted)
@@ -734,7 +725,7 @@ async def confirm_stored(svc: Services, keys: list[BlobKey]) -> None:
     local store renews a re-stored chunk atomically, and its conditional delete spares it."""
     if not svc.blobs.direct or not keys:
         return
-    sizes = await _gather_limited(VERIFY_CONCURRENCY, [svc.blobs.size(k) for k in dict.fromkeys(keys)])
+    sizes = await svc.blobs.sizes(list(dict.fromkeys(keys)))
     gone = sum(1 for n in sizes if n is None)
     if gone:
         raise SatchelError(ErrorCode.unavailable, "a chunk was collected while this commit ran; send it again",

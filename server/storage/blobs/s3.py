@@ -30,6 +30,7 @@ import aiohttp
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from server.core.aio import gather_limited
 from server.core.chunking import HASH_BYTES, MAX_CHUNK_SIZE, new_hasher
 from server.core.errors import ErrorCode, SatchelError
 from server.storage.blobs.base import BlobKey, DirectUrl
@@ -257,19 +258,7 @@ class S3BlobStore:
 
     async def sizes(self, keys: Sequence[BlobKey]) -> list[int | None]:
         """One HEAD each (S3 has no bulk HEAD), HEAD_CONCURRENCY at a time."""
-        sem = asyncio.Semaphore(HEAD_CONCURRENCY)
-
-        async def one(key: BlobKey) -> int | None:
-            async with sem:
-                return await self.size(key)
-
-        tasks = [asyncio.ensure_future(one(k)) for k in keys]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:  # the first failure is the answer: the HEADs still waiting are not needed
-            for t in tasks:
-                t.cancel()
-            raise
+        return await gather_limited(HEAD_CONCURRENCY, (self.size(k) for k in keys))
 
     async def put_stream(self, key: BlobKey, size: int, body: AsyncIterator[bytes | memoryview], *,
                          hashed: bool = False) -> None:
