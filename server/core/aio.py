@@ -11,8 +11,9 @@ T = TypeVar("T")
 
 
 async def gather_limited(limit: int, aws: Iterable[Awaitable[T]]) -> list[T]:
-    """The results of *aws*, in order, at most *limit* running at once. The first failure is
-    the answer: the rest are cancelled (those not started yet are closed, never awaited)."""
+    """The results of *aws*, in order, at most *limit* running at once. Every one runs to its
+    end even when another fails (a chunk's promotion must reach its verdict: a forged staged
+    object is deleted by it); then the first failure, in order, is raised."""
     sem = asyncio.Semaphore(limit)
 
     async def run(aw: Awaitable[T]) -> T:
@@ -21,12 +22,10 @@ async def gather_limited(limit: int, aws: Iterable[Awaitable[T]]) -> list[T]:
                 return await aw
         finally:
             if inspect.iscoroutine(aw):
-                aw.close()  # a no-op once it ran; spares a never-awaited warning if it did not
+                aw.close()  # a no-op once it ran; a caller cancelled before it started leaves no warning
 
-    tasks = [asyncio.ensure_future(run(aw)) for aw in aws]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        raise
+    results = await asyncio.gather(*(run(aw) for aw in aws), return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results  # type: ignore[return-value]
