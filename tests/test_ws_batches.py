@@ -161,5 +161,9 @@ async def test_commit_batch_usual_case_written_in_bulk(server: ServerProcess, ma
         got = await lb.fetch([{"path": p} for p in [*files, "/k/edit.txt"]])
         assert [g["data"] for g in got] == [*files.values(), b"edited"]
         assert len((await a.client.search("quinoa", limit=100))["entries"]) == 50
+        assert [e["path"] for e in (await a.client.search("edited"))["entries"]] == ["/k/edit.txt"]
+        for path, r in zip([*files, "/k/edit.txt"], results, strict=False):  # ids and revisions paired right
+            head = await a.client.stat(path)
+            assert (r["entry"]["id"], r["entry"]["rev"], r["entry"]["path"]) == (head["id"], head["rev"], path)
         assert (await a.client.quota())["used"] == sum(map(len, files.values())) + len(b"edited") + 3
         assert (await a.client.stat("/k/stale.txt"))["rev"] == e2["rev"]

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from server.core import paths
 from server.core.errors import ErrorCode, SatchelError
@@ -29,7 +30,7 @@ from server.services import journal, quota, refguard, search_index, tree, upload
 from server.services.access import Location, Perm
 from server.services.context import Principal, Services
 from server.storage.blobs.base import BlobKey
-from server.storage.db import now_ms
+from server.storage.db import insert_returning, now_ms
 from server.storage.models import Node, Revision, RevisionChunk
 
 log = logging.getLogger(__name__)
@@ -191,43 +192,50 @@ async def _bulk(svc: Services, s: AsyncSession, who: Principal, ready: list[tupl
     now = now_ms()
     new_chunks = {d: len(b) for _, p, _ in accepted for d, b in p.inline.items()}
     await uploads.record_chunks(s, owner_id, list(new_chunks.items()), now)
+    # New nodes and the revisions are inserted in one statement each (see insert_returning); new
+    # nodes then join the session as if loaded, so the head update below is one UPDATE for all.
+    fresh = [p for _, p, node in accepted if node is None]
+    made = {row.path: row.id for row in await insert_returning(s, Node, [
+        {"ns_id": ns_id, "path": p.loc.path, "parent_path": paths.parent(p.loc.path), "kind": "file",
+         "size": 0, "content_hash": None, "mime": None, "mtime_ms": p.new.mtime_ms, "head_rev_id": None,
+         "created_ms": now, "updated_ms": now, "deleted_ms": None, "trash_root_id": None}
+        for p in fresh], Node.id, Node.path)}
     placed: list[tuple[int, uploads.Prepared, Node, bool]] = []
     for i, p, node in accepted:
         created = node is None
         if node is None:
-            node = Node(ns_id=ns_id, path=p.loc.path, parent_path=paths.parent(p.loc.path), kind="file",
-                        mtime_ms=p.new.mtime_ms, created_ms=now, updated_ms=now)
+            node = Node(id=made[p.loc.path], ns_id=ns_id, path=p.loc.path, parent_path=paths.parent(p.loc.path),
+                        kind="file", size=0, content_hash=None, mime=None, mtime_ms=p.new.mtime_ms,
+                        head_rev_id=None, created_ms=now, updated_ms=now, deleted_ms=None, trash_root_id=None)
+            make_transient_to_detached(node)  # every column set: nothing left to load
             s.add(node)
         placed.append((i, p, node, created))
-    await s.flush()
-    revs = [Revision(node_id=node.id, ns_id=ns_id, parent_rev_id=p.new.parent_rev_id, size=p.new.size,
-                     content_hash=p.new.content_hash, chunk_count=p.new.chunk_count, mime=p.new.mime,
-                     mtime_ms=p.new.mtime_ms, user_id=who.user_id, device_id=who.device_id, created_ms=now)
-            for _, p, node, _ in placed]
-    s.add_all(revs)
-    await s.flush()
+    rev_of = {row.node_id: row.id for row in await insert_returning(s, Revision, [
+        {"node_id": node.id, "ns_id": ns_id, "parent_rev_id": p.new.parent_rev_id, "size": p.new.size,
+         "content_hash": p.new.content_hash, "chunk_count": p.new.chunk_count, "mime": p.new.mime,
+         "mtime_ms": p.new.mtime_ms, "user_id": who.user_id, "device_id": who.device_id, "created_ms": now}
+        for _, p, node, _ in placed], Revision.id, Revision.node_id)}
+    revs = [rev_of[node.id] for _, _, node, _ in placed]
     rows: list[dict[str, Any]] = []
     for (_, p, _, _), rev in zip(placed, revs, strict=True):
         offset = 0
         for idx, (digest, n) in enumerate(p.chunks):
-            rows.append({"rev_id": rev.id, "idx": idx, "offset": offset, "size": n, "hash": digest})
+            rows.append({"rev_id": rev, "idx": idx, "offset": offset, "size": n, "hash": digest})
             offset += n
     for k in range(0, len(rows), uploads.INSERT_BATCH):
         await s.execute(insert(RevisionChunk), rows[k:k + uploads.INSERT_BATCH])
     for (_, p, node, _), rev in zip(placed, revs, strict=True):
         node.size, node.content_hash, node.mime = p.new.size, p.new.content_hash, p.new.mime
-        node.mtime_ms, node.head_rev_id, node.updated_ms = p.new.mtime_ms, rev.id, now
+        node.mtime_ms, node.head_rev_id, node.updated_ms = p.new.mtime_ms, rev, now
     await journal.append_many(s, ns_id, [
         {"op": "create" if created else "modify", "kind": "file", "node_id": node.id, "path": p.loc.path,
-         "rev_id": rev.id, "parent_rev_id": p.new.parent_rev_id, "size": p.new.size,
+         "rev_id": rev, "parent_rev_id": p.new.parent_rev_id, "size": p.new.size,
          "content_hash": p.new.content_hash, "user_id": who.user_id, "device_id": who.device_id}
         for (_, p, node, created), rev in zip(placed, revs, strict=True)])
     await s.flush()
-    for i, p, node, _ in placed:
-        data = _whole(p)
-        if data is not None:
-            await search_index.index_text(svc, s, node, data)
-        out.append((i, {"entry": tree.shown(who, node)}))
+    await search_index.index_texts(svc, s, [(node, data) for _, p, node, _ in placed
+                                            if (data := _whole(p)) is not None])
+    out.extend((i, {"entry": tree.shown(who, node)}) for i, _, node, _ in placed)
     log.debug("commit_batch: %d files in bulk", len(placed))
     return out
 

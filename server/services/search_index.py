@@ -154,14 +154,36 @@ def text_of(data: bytes) -> str | None:
 async def index_text(svc: Services, s: AsyncSession, node: Node, data: bytes) -> None:
     """Index the text of a revision whose bytes the caller holds (*data*, the whole file), inside
     the commit's own transaction: a batch of small commits pays no write per file afterwards."""
-    if not 0 < len(data) <= svc.config.search_text_max:
+    await index_texts(svc, s, [(node, data)])
+
+
+async def index_texts(svc: Services, s: AsyncSession, files: list[tuple[Node, bytes]]) -> None:
+    """``index_text`` for many files (a batch commit): a few statements in all, not four per file."""
+    texts = [(node, body) for node, data in files
+             if 0 < len(data) <= svc.config.search_text_max and (body := text_of(data))]
+    if not texts:
         return
-    body = text_of(data)
-    if not body:
-        return
+    await _store_texts(s, texts)
+
+
+async def _store_texts(s: AsyncSession, texts: list[tuple[Node, str]]) -> None:
+    """Set the indexed text of each node: a few statements in all."""
     if _sqlite(s):
-        await _upsert(s, node.id, node.ns_id, node.path)
-    await _set_body(s, node.id, body)
+        for i in range(0, len(texts), 500):  # the journal made their rows; one made before it may lack its own
+            part = texts[i:i + 500]
+            query = text("SELECT rowid FROM search_fts WHERE rowid IN :ids").bindparams(_expanding("ids"))
+            have = set((await s.execute(query, {"ids": [n.id for n, _ in part]})).scalars().all())
+            lacking = [n for n, _ in part if n.id not in have]
+            if lacking:
+                await s.execute(text("INSERT INTO search_fts (rowid, ns, name, path, body) "
+                                     "VALUES (:id, :ns, :name, :path, '')"),
+                                [{"id": n.id, "ns": n.ns_id, "name": paths.name(n.path),
+                                  "path": paths.parent(n.path)} for n in lacking])
+        await s.execute(text("UPDATE search_fts SET body = :b WHERE rowid = :id"),
+                        [{"b": body, "id": node.id} for node, body in texts])
+    else:
+        await s.execute(text("UPDATE search_docs SET body = :b WHERE node_id = :id"),
+                        [{"b": words(body), "id": node.id} for node, body in texts])
 
 
 async def index_content(svc: Services, node_id: int, rev_id: int | None) -> None:
@@ -183,8 +205,6 @@ async def index_content(svc: Services, node_id: int, rev_id: int | None) -> None
             node = await s.get(Node, node_id)
             if node is None or node.head_rev_id != rev_id:  # a newer commit indexes itself
                 return
-            if _sqlite(s):
-                await _upsert(s, node.id, node.ns_id, node.path)
-            await _set_body(s, node.id, body)
+            await _store_texts(s, [(node, body)])
     except Exception:
         log.exception("indexing the text of node %s failed", node_id)

@@ -20,9 +20,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Row, event, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import InstrumentedAttribute
 
 from server.core.errors import ErrorCode, SatchelError
 
@@ -42,6 +43,18 @@ SQLITE_CACHE_PRAGMAS = ("cache_size=-32768", "wal_autocheckpoint=16384", "journa
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+async def insert_returning(s: AsyncSession, model: type[Any], rows: list[dict[str, Any]],
+                           *returning: InstrumentedAttribute[Any], batch: int = 5000) -> list[Row[Any]]:
+    """INSERT *rows* into *model*'s table, a few statements in all, and return the *returning* columns of
+    each row, in no particular order (return a column that tells the rows apart). An ORM flush of
+    new objects sends one statement per row where the database cannot promise to return generated
+    ids in parameter order (SQLite): for 230 files of a batch, 0.1-0.3 s instead of ~10 ms."""
+    out: list[Row[Any]] = []
+    for i in range(0, len(rows), batch):
+        out.extend((await s.execute(insert(model.__table__).returning(*returning), rows[i:i + batch])).all())
+    return out
 
 
 def _sqlite_hooks(engine: AsyncEngine) -> None:
