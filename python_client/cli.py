@@ -84,7 +84,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _server_config(args)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("aiosqlite", "botocore", "aiobotocore", "urllib3"):  # debug: a line per statement or request
+    # debug: these log a line per statement, request or frame
+    for chatty in ("aiosqlite", "botocore", "aiobotocore", "urllib3", "websockets"):
         logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLevelName(config.log_level.upper())))
     from server.ws.protocol import MAX_FRAME
 

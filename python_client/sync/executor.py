@@ -366,6 +366,7 @@ class Executor:
         parent = self.state.chunks_of(sn.content_hash) if sn is not None and sn.rev == a.rev else None
         if refs is None or parent is None or a.rev is None:
             return None
+        t0 = time.perf_counter()
         first: dict[bytes, int] = {}
         for i, (digest, _size) in enumerate(parent):
             first.setdefault(digest, i)
@@ -399,6 +400,7 @@ class Executor:
                 ops.append(data)
         if not _still(self.root, a.path, ln):
             raise Stale()
+        t1 = time.perf_counter()
         try:
             entry: dict[str, Any] = await live.commit(a.path, a.rev, ln.size, ops, mtime=ln.mtime_ns // 1_000_000,
                                                       mime=mimetypes.guess_type(a.path)[0])
@@ -413,6 +415,8 @@ class Executor:
             return None
         stats.bytes_sent += new
         self.delta_commits += 1
+        log.debug("delta commit %s: %d ops, %d new bytes: plan and read %.3f s, commit %.3f s", a.path, len(ops),
+                  new, t1 - t0, time.perf_counter() - t1)
         return entry
 
     async def _download(self, a: Action, scan: Scan, stats: TransferStats) -> None:
