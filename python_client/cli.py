@@ -84,9 +84,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _server_config(args)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # debug: these log a line per statement, request or frame
-    for chatty in ("aiosqlite", "botocore", "aiobotocore", "urllib3", "websockets"):
+    for chatty in ("aiosqlite", "botocore", "aiobotocore", "urllib3"):  # debug: a line per statement or request
         logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLevelName(config.log_level.upper())))
+    # uvicorn at debug would log every WebSocket frame (its websockets protocol logs through
+    # uvicorn.error): our debug is Satchel's own loggers.
+    uvicorn_level = "info" if config.log_level.lower() == "debug" else config.log_level
     from server.ws.protocol import MAX_FRAME
 
     # websockets-sansio: the leanest uvicorn WebSocket stack measured here (design.md, section 4);
@@ -94,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # protocol-level pings (the Satchel protocol has its own heartbeat).
     uvicorn.run(create_app(config), host=config.host, port=config.port, loop="uvloop", http="httptools",
                 ws="websockets-sansio", ws_max_size=MAX_FRAME, ws_per_message_deflate=False,
-                ws_ping_interval=None, log_level=config.log_level, access_log=args.access_log,
+                ws_ping_interval=None, log_level=uvicorn_level, access_log=args.access_log,
                 lifespan="on", timeout_graceful_shutdown=10)
     return 0
 

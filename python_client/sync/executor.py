@@ -415,8 +415,8 @@ class Executor:
             return None
         stats.bytes_sent += new
         self.delta_commits += 1
-        log.debug("delta commit %s: %d ops, %d new bytes: plan and read %.3f s, commit %.3f s", a.path, len(ops),
-                  new, t1 - t0, time.perf_counter() - t1)
+        log.debug("delta commit %s: %d ops, %d new bytes: plan, session and read %.3f s, commit %.3f s", a.path,
+                  len(ops), new, t1 - t0, time.perf_counter() - t1)
         return entry
 
     async def _download(self, a: Action, scan: Scan, stats: TransferStats) -> None:

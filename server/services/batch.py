@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from server.core import paths
 from server.core.errors import ErrorCode, SatchelError
@@ -192,24 +192,22 @@ async def _bulk(svc: Services, s: AsyncSession, who: Principal, ready: list[tupl
     now = now_ms()
     new_chunks = {d: len(b) for _, p, _ in accepted for d, b in p.inline.items()}
     await uploads.record_chunks(s, owner_id, list(new_chunks.items()), now)
-    # New nodes and the revisions are inserted in one statement each (see insert_returning); new
-    # nodes then join the session as if loaded, so the head update below is one UPDATE for all.
+    # New nodes and their revisions are inserted in one statement each (see insert_returning),
+    # and every node's head is set by one UPDATE. The Node objects of new files stay out of the
+    # session: they only describe the answer (a rolled-back savepoint leaves nothing behind).
     fresh = [p for _, p, node in accepted if node is None]
     made = {row.path: row.id for row in await insert_returning(s, Node, [
         {"ns_id": ns_id, "path": p.loc.path, "parent_path": paths.parent(p.loc.path), "kind": "file",
-         "size": 0, "content_hash": None, "mime": None, "mtime_ms": p.new.mtime_ms, "head_rev_id": None,
-         "created_ms": now, "updated_ms": now, "deleted_ms": None, "trash_root_id": None}
-        for p in fresh], Node.id, Node.path)}
+         "size": 0, "mtime_ms": p.new.mtime_ms, "created_ms": now, "updated_ms": now} for p in fresh],
+        Node.id, Node.path)}
     placed: list[tuple[int, uploads.Prepared, Node, bool]] = []
     for i, p, node in accepted:
-        created = node is None
         if node is None:
-            node = Node(id=made[p.loc.path], ns_id=ns_id, path=p.loc.path, parent_path=paths.parent(p.loc.path),
-                        kind="file", size=0, content_hash=None, mime=None, mtime_ms=p.new.mtime_ms,
-                        head_rev_id=None, created_ms=now, updated_ms=now, deleted_ms=None, trash_root_id=None)
-            make_transient_to_detached(node)  # every column set: nothing left to load
-            s.add(node)
-        placed.append((i, p, node, created))
+            placed.append((i, p, Node(id=made[p.loc.path], ns_id=ns_id, path=p.loc.path,
+                                      parent_path=paths.parent(p.loc.path), kind="file", created_ms=now,
+                                      deleted_ms=None, trash_root_id=None), True))
+        else:
+            placed.append((i, p, node, False))
     rev_of = {row.node_id: row.id for row in await insert_returning(s, Revision, [
         {"node_id": node.id, "ns_id": ns_id, "parent_rev_id": p.new.parent_rev_id, "size": p.new.size,
          "content_hash": p.new.content_hash, "chunk_count": p.new.chunk_count, "mime": p.new.mime,
@@ -224,9 +222,18 @@ async def _bulk(svc: Services, s: AsyncSession, who: Principal, ready: list[tupl
             offset += n
     for k in range(0, len(rows), uploads.INSERT_BATCH):
         await s.execute(insert(RevisionChunk), rows[k:k + uploads.INSERT_BATCH])
-    for (_, p, node, _), rev in zip(placed, revs, strict=True):
-        node.size, node.content_hash, node.mime = p.new.size, p.new.content_hash, p.new.mime
-        node.mtime_ms, node.head_rev_id, node.updated_ms = p.new.mtime_ms, rev, now
+    # Bound as v_<column>: an UPDATE may not bind a parameter under a column's own name.
+    heads: list[dict[str, Any]] = [
+        {"size": p.new.size, "content_hash": p.new.content_hash, "mime": p.new.mime, "mtime_ms": p.new.mtime_ms,
+         "head_rev_id": rev, "updated_ms": now} for (_, p, _, _), rev in zip(placed, revs, strict=True)]
+    node_rows = cast(Table, Node.__table__)
+    await s.execute(update(node_rows).where(node_rows.c.id == bindparam("v_id")).values(
+        {name: bindparam(f"v_{name}") for name in heads[0]}),
+        [{"v_id": node.id, **{f"v_{name}": v for name, v in now_set.items()}} for (_, _, node, _), now_set in
+         zip(placed, heads, strict=True)])
+    for (_, _, node, _), now_set in zip(placed, heads, strict=True):  # the objects say what the rows say now
+        for name, v in now_set.items():
+            set_committed_value(node, name, v)
     await journal.append_many(s, ns_id, [
         {"op": "create" if created else "modify", "kind": "file", "node_id": node.id, "path": p.loc.path,
          "rev_id": rev, "parent_rev_id": p.new.parent_rev_id, "size": p.new.size,

@@ -779,8 +779,8 @@ async def commit_ops(svc: Services, who: Principal, body: dict[str, Any]) -> dic
     t3 = time.perf_counter()
     await search_index.index_content(svc, node.id, node.head_rev_id)
     log.debug("commit_ops %s: %d chunks, %d inline: checks %.3f s, chunks stored and synced %.3f s, "
-              "rows %.3f s, text index %.3f s", p.loc.path, len(p.chunks), len(p.inline), t1 - t0, t2 - t1,
-              t3 - t2, time.perf_counter() - t3)
+              "write (the writer's turn, rows, commit) %.3f s, text index %.3f s", p.loc.path, len(p.chunks),
+              len(p.inline), t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)
     return result
 
 
