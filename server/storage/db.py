@@ -46,15 +46,15 @@ def now_ms() -> int:
 
 
 async def insert_returning(s: AsyncSession, model: type[Any], rows: list[dict[str, Any]],
-                           *returning: InstrumentedAttribute[Any], batch: int = 5000) -> list[Row[Any]]:
-    """INSERT *rows* into *model*'s table, a few statements in all, and return the *returning* columns of
-    each row, in no particular order (return a column that tells the rows apart). An ORM flush of
-    new objects sends one statement per row where the database cannot promise to return generated
+                           *returning: InstrumentedAttribute[Any]) -> list[Row[Any]]:
+    """INSERT *rows* into *model*'s table and return the *returning* columns of each row, in no
+    particular order (return a column that tells the rows apart). SQLAlchemy packs the rows into
+    a few multi-row statements within each database's parameter limit. An ORM flush of new
+    objects sends one statement per row where the database cannot promise to return generated
     ids in parameter order (SQLite): for 230 files of a batch, 0.1-0.3 s instead of ~10 ms."""
-    out: list[Row[Any]] = []
-    for i in range(0, len(rows), batch):
-        out.extend((await s.execute(insert(model.__table__).returning(*returning), rows[i:i + batch])).all())
-    return out
+    if not rows:
+        return []
+    return list((await s.execute(insert(model.__table__).returning(*returning), rows)).all())
 
 
 def _sqlite_hooks(engine: AsyncEngine) -> None:
